@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// ErrClosed is returned for work on a connection whose agent is gone (the sandbox
+// died or was destroyed) or that was closed.
+var ErrClosed = errors.New("agent connection closed")
+
+// Conn is the host side of the protocol: it multiplexes executions over one channel
+// to one agent. It is safe for concurrent use.
+type Conn struct {
+	w *FrameWriter
+	r *FrameReader
+
+	mu     sync.Mutex
+	nextID uint32
+	execs  map[uint32]*pending
+	ready  map[string]chan Ready
+	err    error // set once the read loop ends
+	done   chan struct{}
+
+	// Logf receives the agent's diagnostic log lines; nil drops them.
+	Logf func(format string, args ...any)
+}
+
+// Output receives one execution's output as it arrives. Writes happen on the
+// connection's reader goroutine, so they should not block for long.
+type Output struct {
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+type pending struct {
+	out     Output
+	started chan Started
+	exit    chan ExitStatus
+}
+
+// NewConn starts a connection that reads frames from r and writes them to w.
+func NewConn(r io.Reader, w io.Writer) *Conn {
+	c := &Conn{
+		w:     NewFrameWriter(w),
+		r:     NewFrameReader(r),
+		execs: make(map[uint32]*pending),
+		ready: make(map[string]chan Ready),
+		done:  make(chan struct{}),
+	}
+	go c.readLoop()
+	return c
+}
+
+// Done is closed when the agent's channel has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err reports why the channel ended (nil while it is open).
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Conn) readLoop() {
+	var err error
+	for {
+		var f Frame
+		f, err = c.r.ReadFrame()
+		if err != nil {
+			break
+		}
+		c.dispatch(f)
+	}
+	if errors.Is(err, io.EOF) {
+		err = ErrClosed
+	} else {
+		err = fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	c.mu.Lock()
+	c.err = err
+	c.mu.Unlock()
+	close(c.done)
+}
+
+func (c *Conn) dispatch(f Frame) {
+	switch f.Type {
+	case FrameReady:
+		var r Ready
+		if json.Unmarshal(f.Payload, &r) != nil {
+			return
+		}
+		c.mu.Lock()
+		ch := c.ready[r.Nonce]
+		delete(c.ready, r.Nonce)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	case FrameLog:
+		if c.Logf != nil {
+			c.Logf("agent: %s", f.Payload)
+		}
+	default:
+		c.mu.Lock()
+		p := c.execs[f.ID]
+		c.mu.Unlock()
+		if p == nil {
+			return
+		}
+		switch f.Type {
+		case FrameStarted:
+			var s Started
+			_ = json.Unmarshal(f.Payload, &s)
+			select {
+			case p.started <- s:
+			default:
+			}
+		case FrameStdout:
+			if p.out.Stdout != nil {
+				_, _ = p.out.Stdout.Write(f.Payload)
+			}
+		case FrameStderr:
+			if p.out.Stderr != nil {
+				_, _ = p.out.Stderr.Write(f.Payload)
+			}
+		case FrameExit:
+			var st ExitStatus
+			if err := json.Unmarshal(f.Payload, &st); err != nil {
+				st = ExitStatus{ExitCode: -1, Error: "malformed exit status from agent"}
+			}
+			c.mu.Lock()
+			delete(c.execs, f.ID)
+			c.mu.Unlock()
+			p.exit <- st
+		}
+	}
+}
+
+// Hello (re-)opens the channel and waits for the agent's answer. Call it once after
+// the sandbox starts and again after every restore onto a new channel.
+func (c *Conn) Hello(ctx context.Context) (Ready, error) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	nonce := hex.EncodeToString(b[:])
+	ch := make(chan Ready, 1)
+	c.mu.Lock()
+	c.ready[nonce] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.ready, nonce)
+		c.mu.Unlock()
+	}()
+	payload, _ := json.Marshal(Hello{Nonce: nonce})
+	if err := c.w.WriteFrame(FrameHello, 0, payload); err != nil {
+		return Ready{}, fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-c.done:
+		return Ready{}, c.Err()
+	case <-ctx.Done():
+		return Ready{}, ctx.Err()
+	}
+}
+
+// Exec is one running execution.
+type Exec struct {
+	c  *Conn
+	id uint32
+	p  *pending
+}
+
+// Start asks the agent to start a process. Its output goes to out as it arrives.
+// The caller must eventually call Wait.
+func (c *Conn) Start(req ExecRequest, out Output) (*Exec, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	p := &pending{out: out, started: make(chan Started, 1), exit: make(chan ExitStatus, 1)}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.nextID++
+	id := c.nextID
+	c.execs[id] = p
+	c.mu.Unlock()
+	if err := c.w.WriteFrame(FrameExec, id, payload); err != nil {
+		c.mu.Lock()
+		delete(c.execs, id)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return &Exec{c: c, id: id, p: p}, nil
+}
+
+// WriteStdin sends bytes to the process's stdin (the request must have Stdin set).
+func (e *Exec) WriteStdin(b []byte) error {
+	return e.c.w.WriteFrame(FrameStdin, e.id, b)
+}
+
+// CloseStdin closes the process's stdin.
+func (e *Exec) CloseStdin() error {
+	return e.c.w.WriteFrame(FrameStdinClose, e.id, nil)
+}
+
+// Kill kills the execution's whole process tree.
+func (e *Exec) Kill() error {
+	return e.c.w.WriteFrame(FrameKill, e.id, nil)
+}
+
+// Wait waits for the execution to end. If ctx ends first, the process tree is killed
+// and Wait still waits (briefly) for its status; if the agent is gone it returns
+// an error wrapping ErrClosed.
+func (e *Exec) Wait(ctx context.Context) (ExitStatus, error) {
+	select {
+	case st := <-e.p.exit:
+		return st, nil
+	case <-e.c.done:
+		// The exit frame may have been dispatched just before the channel ended.
+		select {
+		case st := <-e.p.exit:
+			return st, nil
+		default:
+		}
+		return ExitStatus{ExitCode: -1}, e.c.Err()
+	case <-ctx.Done():
+		_ = e.Kill()
+		select {
+		case st := <-e.p.exit:
+			st.Killed = true
+			return st, ctx.Err()
+		case <-e.c.done:
+			return ExitStatus{ExitCode: -1, Killed: true}, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,538 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Version identifies the agent build; the host logs it.
+const Version = "1"
+
+// cgroupRoot is where the agent mounts a pids cgroup hierarchy inside the sandbox to
+// track every process of an execution (double forks and setsid included). It lives
+// under a root-only directory so user code cannot move itself out.
+const cgroupRoot = "/run/faas/cgroup"
+
+// Server is the in-sandbox side of the protocol.
+type Server struct {
+	w       *FrameWriter
+	cgroups bool
+
+	// forkMu serialises process creation with the reaper, so an exit is never
+	// reaped before its process is registered, and guards procs and rlimit changes.
+	forkMu sync.Mutex
+	procs  map[int]*process // by pid of the execution's main process
+
+	execMu sync.Mutex
+	execs  map[uint32]*process // by execution id
+}
+
+type process struct {
+	id      uint32
+	pid     int
+	cgroup  string
+	req     ExecRequest
+	start   time.Time
+	stdin   chan []byte // nil when the request has no stdin
+	exited  chan waitResult
+	killMu  sync.Mutex
+	timeout bool
+	killed  bool
+}
+
+type waitResult struct {
+	status syscall.WaitStatus
+	rusage syscall.Rusage
+}
+
+// Serve runs the agent on the given channel until the host closes it. It is called by
+// the faas-agent binary as PID 1 of a sandbox.
+func Serve(r io.Reader, w io.Writer) error {
+	s := &Server{
+		w:     NewFrameWriter(w),
+		procs: make(map[int]*process),
+		execs: make(map[uint32]*process),
+	}
+	s.cgroups = setupCgroups() == nil
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	go s.reap(sigs)
+	fr := NewFrameReader(r)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		s.handle(f)
+	}
+}
+
+func setupCgroups() error {
+	if err := os.MkdirAll(filepath.Dir(cgroupRoot), 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cgroupRoot, 0o700); err != nil {
+		return err
+	}
+	return syscall.Mount("faas", cgroupRoot, "cgroup", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "pids")
+}
+
+func (s *Server) logf(format string, args ...any) {
+	_ = s.w.WriteFrame(FrameLog, 0, []byte(fmt.Sprintf(format, args...)))
+}
+
+func (s *Server) sendJSON(t FrameType, id uint32, v any) {
+	b, _ := json.Marshal(v)
+	_ = s.w.WriteFrame(t, id, b)
+}
+
+func (s *Server) handle(f Frame) {
+	switch f.Type {
+	case FrameHello:
+		var h Hello
+		_ = json.Unmarshal(f.Payload, &h)
+		s.sendJSON(FrameReady, 0, Ready{Nonce: h.Nonce, Version: Version, Cgroups: s.cgroups})
+	case FrameExec:
+		var req ExecRequest
+		if err := json.Unmarshal(f.Payload, &req); err != nil {
+			s.sendJSON(FrameExit, f.ID, ExitStatus{ExitCode: -1, Error: "bad exec request: " + err.Error()})
+			return
+		}
+		s.start(f.ID, req)
+	case FrameStdin, FrameStdinClose:
+		s.execMu.Lock()
+		p := s.execs[f.ID]
+		s.execMu.Unlock()
+		if p == nil || p.stdin == nil {
+			return
+		}
+		if f.Type == FrameStdinClose {
+			close(p.stdin)
+			p.stdin = nil
+			return
+		}
+		p.stdin <- f.Payload
+	case FrameKill:
+		s.execMu.Lock()
+		p := s.execs[f.ID]
+		s.execMu.Unlock()
+		if p != nil {
+			p.killMu.Lock()
+			p.killed = true
+			p.killMu.Unlock()
+			s.killTree(p)
+		}
+	default:
+		s.logf("unknown frame type %d", f.Type)
+	}
+}
+
+// lookPath resolves argv[0] against PATH from the execution's environment.
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", file)
+}
+
+func (s *Server) start(id uint32, req ExecRequest) {
+	fail := func(err error) {
+		s.sendJSON(FrameExit, id, ExitStatus{ExitCode: 127, Error: err.Error()})
+	}
+	if len(req.Argv) == 0 {
+		fail(errors.New("empty command"))
+		return
+	}
+	argv0, err := lookPath(req.Argv[0], req.Env)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if req.Dir == "" {
+		req.Dir = "/"
+	}
+	if err := ensureDir(req.Dir, req.UID, req.GID); err != nil {
+		fail(fmt.Errorf("working directory %s: %w", req.Dir, err))
+		return
+	}
+	p := &process{id: id, req: req, exited: make(chan waitResult, 1)}
+
+	var files [3]*os.File
+	var parentEnds []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+		for _, f := range parentEnds {
+			f.Close()
+		}
+	}
+	var stdinW *os.File
+	if req.Stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			fail(err)
+			return
+		}
+		files[0], stdinW = r, w
+		parentEnds = append(parentEnds, w)
+	} else {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			fail(err)
+			return
+		}
+		files[0] = devnull
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll()
+		fail(err)
+		return
+	}
+	files[1] = outW
+	parentEnds = append(parentEnds, outR)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll()
+		fail(err)
+		return
+	}
+	files[2] = errW
+	parentEnds = append(parentEnds, errR)
+
+	if s.cgroups {
+		p.cgroup = filepath.Join(cgroupRoot, "exec-"+strconv.FormatUint(uint64(id), 10))
+		if err := os.Mkdir(p.cgroup, 0o700); err != nil && !os.IsExist(err) {
+			p.cgroup = ""
+		} else if req.MaxProcs > 0 {
+			_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(req.MaxProcs)), 0)
+		}
+	}
+
+	attr := &syscall.ProcAttr{
+		Dir:   req.Dir,
+		Env:   req.Env,
+		Files: []uintptr{files[0].Fd(), files[1].Fd(), files[2].Fd()},
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Credential: &syscall.Credential{Uid: uint32(req.UID), Gid: uint32(req.GID), Groups: []uint32{}},
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	s.forkMu.Lock()
+	restore := setChildLimits(req)
+	pid, err := syscall.ForkExec(argv0, req.Argv, attr)
+	restore()
+	if err == nil {
+		p.pid = pid
+		p.start = time.Now()
+		s.procs[pid] = p
+		if p.cgroup != "" {
+			_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		}
+	}
+	s.forkMu.Unlock()
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		for _, f := range parentEnds {
+			f.Close()
+		}
+		s.removeCgroup(p)
+		fail(fmt.Errorf("starting %s: %w", req.Argv[0], err))
+		return
+	}
+	if stdinW != nil {
+		p.stdin = make(chan []byte, 64)
+		go feedStdin(stdinW, p.stdin)
+	}
+	s.execMu.Lock()
+	s.execs[id] = p
+	s.execMu.Unlock()
+	s.sendJSON(FrameStarted, id, Started{PID: pid})
+	go s.supervise(p, outR, errR)
+}
+
+func ensureDir(dir string, uid, gid int) error {
+	st, err := os.Stat(dir)
+	if err == nil {
+		if !st.IsDir() {
+			return errors.New("not a directory")
+		}
+		return nil
+	}
+	if !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Chown(dir, uid, gid)
+}
+
+// setChildLimits sets the rlimits the next child inherits and returns a func that
+// puts the agent's own back. Called with forkMu held (rlimits are per process).
+func setChildLimits(req ExecRequest) func() {
+	type lim struct {
+		res int
+		old syscall.Rlimit
+	}
+	var saved []lim
+	set := func(res int, v uint64) {
+		var old syscall.Rlimit
+		if syscall.Getrlimit(res, &old) != nil {
+			return
+		}
+		if syscall.Setrlimit(res, &syscall.Rlimit{Cur: v, Max: v}) == nil {
+			saved = append(saved, lim{res, old})
+		}
+	}
+	const rlimitNproc = 6
+	if req.MaxProcs > 0 {
+		set(rlimitNproc, uint64(req.MaxProcs))
+	}
+	nofile := req.MaxOpenFiles
+	if nofile <= 0 {
+		nofile = 1024
+	}
+	set(syscall.RLIMIT_NOFILE, uint64(nofile))
+	if req.MaxFileBytes > 0 {
+		set(syscall.RLIMIT_FSIZE, uint64(req.MaxFileBytes))
+	}
+	set(syscall.RLIMIT_CORE, 0)
+	return func() {
+		for i := len(saved) - 1; i >= 0; i-- {
+			_ = syscall.Setrlimit(saved[i].res, &saved[i].old)
+		}
+	}
+}
+
+func feedStdin(w *os.File, ch <-chan []byte) {
+	broken := false
+	for b := range ch {
+		if broken {
+			continue // keep draining so the reader loop never blocks
+		}
+		if _, err := w.Write(b); err != nil {
+			broken = true
+		}
+	}
+	w.Close()
+}
+
+// supervise forwards the process's output, enforces its timeout and reports its exit.
+func (s *Server) supervise(p *process, outR, errR *os.File) {
+	var wg sync.WaitGroup
+	var outN, errN int64
+	var outTrunc, errTrunc bool
+	wg.Add(2)
+	go func() { defer wg.Done(); outN, outTrunc = s.pump(p, FrameStdout, outR) }()
+	go func() { defer wg.Done(); errN, errTrunc = s.pump(p, FrameStderr, errR) }()
+
+	var timer <-chan time.Time
+	if p.req.TimeoutMS > 0 {
+		t := time.NewTimer(time.Duration(p.req.TimeoutMS) * time.Millisecond)
+		defer t.Stop()
+		timer = t.C
+	}
+	var res waitResult
+	select {
+	case res = <-p.exited:
+	case <-timer:
+		p.killMu.Lock()
+		p.timeout = true
+		p.killMu.Unlock()
+		s.killTree(p)
+		res = <-p.exited
+	}
+	elapsed := time.Since(p.start)
+	// The execution ends with its main process: whatever it left running goes too,
+	// so nothing holds the output pipes open or outlives the request.
+	s.killTree(p)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		outR.Close()
+		errR.Close()
+		<-done
+	}
+	outR.Close()
+	errR.Close()
+	s.removeCgroup(p)
+
+	st := ExitStatus{
+		UserMS:          tvMS(res.rusage.Utime),
+		SystemMS:        tvMS(res.rusage.Stime),
+		MaxRSSKB:        res.rusage.Maxrss,
+		StdoutBytes:     outN,
+		StderrBytes:     errN,
+		StdoutTruncated: outTrunc,
+		StderrTruncated: errTrunc,
+		DurationMS:      elapsed.Milliseconds(),
+	}
+	switch {
+	case res.status.Exited():
+		st.ExitCode = res.status.ExitStatus()
+	case res.status.Signaled():
+		st.ExitCode = 128 + int(res.status.Signal())
+		st.Signal = signalName(res.status.Signal())
+	default:
+		st.ExitCode = -1
+	}
+	p.killMu.Lock()
+	st.TimedOut, st.Killed = p.timeout, p.killed
+	p.killMu.Unlock()
+
+	s.execMu.Lock()
+	delete(s.execs, p.id)
+	s.execMu.Unlock()
+	s.sendJSON(FrameExit, p.id, st)
+}
+
+func tvMS(tv syscall.Timeval) int64 { return tv.Sec*1000 + int64(tv.Usec)/1000 }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGXFSZ:
+		return "SIGXFSZ"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
+
+// pump forwards one output stream, forwarding at most MaxOutputBytes of it.
+func (s *Server) pump(p *process, t FrameType, r *os.File) (total int64, truncated bool) {
+	buf := make([]byte, 32<<10)
+	limit := p.req.MaxOutputBytes
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if limit > 0 {
+				if total >= limit {
+					chunk = nil
+				} else if total+int64(n) > limit {
+					chunk = chunk[:limit-total]
+				}
+				if len(chunk) < n {
+					truncated = true
+				}
+			}
+			total += int64(n)
+			if len(chunk) > 0 {
+				if werr := s.w.WriteFrame(t, p.id, chunk); werr != nil {
+					return total, truncated
+				}
+			}
+		}
+		if err != nil {
+			return total, truncated
+		}
+	}
+}
+
+// killTree kills every process of an execution: its cgroup's members (which catches
+// double forks and new sessions) and its process group.
+func (s *Server) killTree(p *process) {
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	if p.cgroup == "" {
+		return
+	}
+	for range 50 {
+		b, err := os.ReadFile(filepath.Join(p.cgroup, "cgroup.procs"))
+		if err != nil {
+			return
+		}
+		pids := strings.Fields(string(b))
+		if len(pids) == 0 {
+			return
+		}
+		for _, f := range pids {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (s *Server) removeCgroup(p *process) {
+	if p.cgroup == "" {
+		return
+	}
+	for range 100 {
+		if err := os.Remove(p.cgroup); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// reap is PID 1's duty: collect every child that exits. Exits of execution main
+// processes are delivered to their supervisors; orphans are just collected.
+func (s *Server) reap(sigs <-chan os.Signal) {
+	for range sigs {
+		s.forkMu.Lock()
+		for {
+			var ws syscall.WaitStatus
+			var ru syscall.Rusage
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, &ru)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || pid <= 0 {
+				break
+			}
+			if p := s.procs[pid]; p != nil {
+				delete(s.procs, pid)
+				p.exited <- waitResult{status: ws, rusage: ru}
+			}
+		}
+		s.forkMu.Unlock()
+	}
+}

@@ -1,0 +1,91 @@
+// Command faas is the code execution platform's single binary: the API server
+// (`faas serve`) and the command-line client (`faas run`, ...). Every client
+// command talks to a server through the public API (package client); exit codes
+// are decided here and nowhere else.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one `faas` subcommand. Run gets the arguments after the command's name.
+type command struct {
+	name  string
+	usage string
+	run   func(ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the API server", runServe},
+		{"run", "run code in a sandbox through a server", runRun},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// exitError asks main to exit with a given status without printing anything more
+// (for example `faas run` mirroring the sandboxed program's exit code).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError is a mistake in how the command was called: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := dispatch(ctx, os.Args[1:])
+	stop()
+	var ee exitError
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "faas:", ue.msg)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "faas:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage()
+		if len(args) == 0 {
+			return exitError{2}
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:])
+		}
+	}
+	printUsage()
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func printUsage() {
+	fmt.Fprintln(os.Stderr, "usage: faas <command> [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.usage)
+	}
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func runVersion(ctx context.Context, args []string) error {
+	fmt.Println("faas", version)
+	return nil
+}

@@ -1,0 +1,386 @@
+// Package gvisor is the sandbox driver built on gVisor's runsc (systrap platform):
+// a user-space kernel between user code and the host, one OCI bundle per sandbox,
+// no network, the image read-only under a private in-memory writable layer, and
+// memory, CPU and process limits held by host cgroups and the agent.
+package gvisor
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/faas-platform/faas/agent"
+	"github.com/faas-platform/faas/sandbox"
+)
+
+// Config configures the driver.
+type Config struct {
+	// Runsc is the runsc binary. It must be a static (CGO_ENABLED=0) build.
+	Runsc string
+	// Agent is the static faas-agent binary mounted into every sandbox.
+	Agent string
+	// StateDir holds the driver's state: runsc's state root, one bundle directory
+	// per sandbox and the prepared images. Nothing else may live there.
+	StateDir string
+	// Platform is runsc's platform; default "systrap".
+	Platform string
+	// DefaultMemoryMB and DefaultCPUCores apply when a Spec leaves them zero.
+	DefaultMemoryMB int
+	DefaultCPUCores float64
+	// WritableLayerMB bounds the private writable layer (the sandbox's disk); 0
+	// means it is bounded by the memory limit only.
+	WritableLayerMB int
+	// DebugLogDir, when set, collects runsc debug logs there (one file per command).
+	DebugLogDir string
+	Logger      *slog.Logger
+}
+
+// Driver runs sandboxes with runsc.
+type Driver struct {
+	cfg      Config
+	log      *slog.Logger
+	runRoot  string // runsc --root
+	bundles  string
+	imageDir string
+
+	mu   sync.Mutex
+	live map[string]*Sandbox
+}
+
+// cgroupParent is the cgroup (under each controller) that holds every sandbox's own.
+const cgroupParent = "faas"
+
+// New checks the configuration and prepares the state directory. It fails with an
+// error wrapping sandbox.ErrUnavailable when runsc or the agent is missing.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Platform == "" {
+		cfg.Platform = "systrap"
+	}
+	if cfg.DefaultMemoryMB == 0 {
+		cfg.DefaultMemoryMB = 512
+	}
+	if cfg.DefaultCPUCores == 0 {
+		cfg.DefaultCPUCores = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := checkExecutable(cfg.Runsc); err != nil {
+		return nil, fmt.Errorf("%w: runsc %v; build it with `make runsc` (or scripts/setup.sh), or point FAAS_RUNSC at a static runsc", sandbox.ErrUnavailable, err)
+	}
+	if err := checkExecutable(cfg.Agent); err != nil {
+		return nil, fmt.Errorf("%w: agent %v; build it with `make build`, or point FAAS_AGENT at faas-agent", sandbox.ErrUnavailable, err)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: gVisor sandboxes need root (cgroups and namespaces); run faas serve as root", sandbox.ErrUnavailable)
+	}
+	d := &Driver{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		runRoot:  filepath.Join(cfg.StateDir, "runsc"),
+		bundles:  filepath.Join(cfg.StateDir, "bundles"),
+		imageDir: filepath.Join(cfg.StateDir, "images"),
+		live:     make(map[string]*Sandbox),
+	}
+	for _, dir := range []string{d.runRoot, d.bundles, d.imageDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := prepareHostImage(filepath.Join(d.imageDir, "host")); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func checkExecutable(path string) error {
+	if path == "" {
+		return errors.New("not found")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("not found at %s", path)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	return nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "gvisor" }
+
+// Version implements sandbox.Driver.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, d.cfg.Runsc, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%w: runsc --version: %v", sandbox.ErrUnavailable, err)
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(strings.TrimPrefix(first, "runsc version")), nil
+}
+
+// Live implements sandbox.Driver.
+func (d *Driver) Live() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.live)
+}
+
+func (d *Driver) runsc(args ...string) []string {
+	base := []string{
+		"--root=" + d.runRoot,
+		"--platform=" + d.cfg.Platform,
+		"--network=none",
+		"--host-uds=none",
+	}
+	if d.cfg.DebugLogDir != "" {
+		base = append(base, "--debug", "--debug-log="+d.cfg.DebugLogDir+"/")
+	}
+	return append(base, args...)
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "sb-" + hex.EncodeToString(b[:])
+}
+
+// Create implements sandbox.Driver.
+func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
+	if spec.Image == "" {
+		spec.Image = "host"
+	}
+	if spec.Image != "host" {
+		return nil, fmt.Errorf("image %q: only the host image is available", spec.Image)
+	}
+	if spec.Network {
+		return nil, errors.New("sandboxes with a network are not available yet")
+	}
+	if spec.MemoryMB <= 0 {
+		spec.MemoryMB = d.cfg.DefaultMemoryMB
+	}
+	if spec.CPUCores <= 0 {
+		spec.CPUCores = d.cfg.DefaultCPUCores
+	}
+	id := newID()
+	bundle := filepath.Join(d.bundles, id)
+	sb := &Sandbox{d: d, id: id, spec: spec, bundle: bundle, cgroup: cgroupParent + "/" + id}
+
+	var cleanups []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		}
+	}()
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return nil, fmt.Errorf("creating bundle: %w", err)
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(bundle) })
+
+	cfgJSON, err := json.Marshal(d.ociSpec(sb))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfgJSON, 0o600); err != nil {
+		return nil, err
+	}
+
+	// The sandbox's stdin and stdout are the agent's channel; its stderr (the agent's
+	// own complaints and runsc's start-up errors) goes to a file in the bundle.
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	logPath := filepath.Join(bundle, "console.log")
+	logF, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	overlay := "--overlay2=root:memory"
+	if d.cfg.WritableLayerMB > 0 {
+		overlay += ",size=" + strconv.Itoa(d.cfg.WritableLayerMB) + "m"
+	}
+	cmd := exec.Command(d.cfg.Runsc, d.runsc(overlay, "run", "--detach", "--bundle="+bundle, id)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, logF
+	runErr := cmd.Run()
+	inR.Close()
+	outW.Close()
+	logF.Close()
+	cleanups = append(cleanups, func() {
+		inW.Close()
+		outR.Close()
+		d.destroy(id)
+	})
+	if runErr != nil {
+		return nil, fmt.Errorf("starting sandbox: %v: %s", runErr, tail(logPath))
+	}
+	sb.in, sb.out = inW, outR
+	sb.conn = agent.NewConn(outR, inW)
+	sb.conn.Logf = func(format string, args ...any) {
+		d.log.Debug(fmt.Sprintf(format, args...), "sandbox", id)
+	}
+	helloCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := sb.conn.Hello(helloCtx); err != nil {
+		return nil, fmt.Errorf("waiting for the agent: %w: %s", err, tail(logPath))
+	}
+	d.mu.Lock()
+	d.live[id] = sb
+	d.mu.Unlock()
+	return sb, nil
+}
+
+// tail returns the end of a log file for an error message.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// destroy kills and deletes the runsc container and removes its bundle. It is safe
+// to call for a container that never started or is already gone.
+func (d *Driver) destroy(id string) error {
+	var errs []error
+	out, err := exec.Command(d.cfg.Runsc, d.runsc("delete", "--force", id)...).CombinedOutput()
+	if err != nil && !bytes.Contains(out, []byte("does not exist")) && !bytes.Contains(out, []byte("not found")) {
+		errs = append(errs, fmt.Errorf("runsc delete %s: %v: %s", id, err, bytes.TrimSpace(out)))
+	}
+	if err := os.RemoveAll(filepath.Join(d.bundles, id)); err != nil {
+		errs = append(errs, err)
+	}
+	removeCgroups(cgroupParent + "/" + id)
+	return errors.Join(errs...)
+}
+
+// Sweep implements sandbox.Driver: every container in runsc's state root and every
+// bundle directory belongs to this driver, and at start-up none of them is live.
+func (d *Driver) Sweep(ctx context.Context) (int, error) {
+	seen := map[string]bool{}
+	if entries, err := os.ReadDir(d.bundles); err == nil {
+		for _, e := range entries {
+			seen[e.Name()] = true
+		}
+	}
+	out, _ := exec.CommandContext(ctx, d.cfg.Runsc, d.runsc("list", "-quiet")...).Output()
+	for _, id := range strings.Fields(string(out)) {
+		seen[id] = true
+	}
+	var errs []error
+	for id := range seen {
+		d.mu.Lock()
+		_, isLive := d.live[id]
+		d.mu.Unlock()
+		if isLive {
+			continue
+		}
+		if err := d.destroy(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(seen), errors.Join(errs...)
+}
+
+// Sandbox is one gVisor sandbox.
+type Sandbox struct {
+	d      *Driver
+	id     string
+	spec   sandbox.Spec
+	bundle string
+	cgroup string
+	in     *os.File
+	out    *os.File
+	conn   *agent.Conn
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+// ID implements sandbox.Sandbox.
+func (s *Sandbox) ID() string { return s.id }
+
+// Spec implements sandbox.Sandbox.
+func (s *Sandbox) Spec() sandbox.Spec { return s.spec }
+
+// Agent implements sandbox.Sandbox.
+func (s *Sandbox) Agent() *agent.Conn { return s.conn }
+
+// Stats implements sandbox.Sandbox. It reads the sandbox's host cgroups.
+func (s *Sandbox) Stats(ctx context.Context) (sandbox.Stats, error) {
+	var st sandbox.Stats
+	mem := filepath.Join(cgroupV1, "memory", s.cgroup)
+	if v, err := readInt(filepath.Join(mem, "memory.max_usage_in_bytes")); err == nil {
+		st.MemoryPeakBytes = v
+	} else {
+		return st, fmt.Errorf("reading memory use of %s: %w", s.id, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mem, "memory.oom_control")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok && strings.TrimSpace(v) != "0" {
+				st.OOMKilled = true
+			}
+		}
+	}
+	if v, err := readInt(filepath.Join(cgroupV1, "cpuacct", s.cgroup, "cpuacct.usage")); err == nil {
+		st.CPUTime = time.Duration(v)
+	}
+	return st, nil
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// Destroy implements sandbox.Sandbox.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.destroyOnce.Do(func() {
+		s.in.Close()
+		s.destroyErr = s.d.destroy(s.id)
+		s.out.Close()
+		<-s.conn.Done()
+		s.d.mu.Lock()
+		delete(s.d.live, s.id)
+		s.d.mu.Unlock()
+		if s.destroyErr != nil {
+			s.d.log.Warn("destroying sandbox", "sandbox", s.id, "err", s.destroyErr)
+		}
+	})
+	return s.destroyErr
+}
