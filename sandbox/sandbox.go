@@ -81,3 +81,9 @@ type Driver interface {
 	// Live counts the sandboxes this driver created that are not destroyed yet.
 	Live() int
 }
+
+// Resizer is implemented by sandboxes whose CPU and memory limits can change after
+// creation (so a pre-booted sandbox can serve a request with other limits).
+type Resizer interface {
+	Resize(ctx context.Context, cpuCores float64, memoryMB int) error
+}

@@ -384,3 +384,31 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	})
 	return s.destroyErr
 }
+
+// Resize implements sandbox.Resizer by rewriting the sandbox's host cgroup limits.
+func (s *Sandbox) Resize(ctx context.Context, cpuCores float64, memoryMB int) error {
+	if memoryMB > 0 && memoryMB != s.spec.MemoryMB {
+		mem := filepath.Join(cgroupV1, "memory", s.cgroup)
+		v := []byte(strconv.FormatInt(int64(memoryMB)<<20, 10))
+		limit, memsw := filepath.Join(mem, "memory.limit_in_bytes"), filepath.Join(mem, "memory.memsw.limit_in_bytes")
+		// memory+swap must stay >= memory: order the writes by direction.
+		order := []string{limit, memsw}
+		if memoryMB > s.spec.MemoryMB {
+			order = []string{memsw, limit}
+		}
+		for i, p := range order {
+			if err := os.WriteFile(p, v, 0); err != nil && !(p == memsw && os.IsNotExist(err)) {
+				return fmt.Errorf("setting memory limit of %s (step %d): %w", s.id, i, err)
+			}
+		}
+		s.spec.MemoryMB = memoryMB
+	}
+	if cpuCores > 0 && cpuCores != s.spec.CPUCores {
+		quota := strconv.FormatInt(int64(cpuCores*100000), 10)
+		if err := os.WriteFile(filepath.Join(cgroupV1, "cpu", s.cgroup, "cpu.cfs_quota_us"), []byte(quota), 0); err != nil {
+			return fmt.Errorf("setting CPU limit of %s: %w", s.id, err)
+		}
+		s.spec.CPUCores = cpuCores
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/sandbox"
+	"github.com/faas-platform/faas/store"
+)
+
+// apiError is an error with the status and code the client sees.
+type apiError struct {
+	status     int
+	code       string
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, msg: msg}
+}
+
+// errorBody is every error response's JSON body.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// toAPIError is the one place where errors become HTTP statuses. The client gets a
+// message meant for it; internal causes only reach the log.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	switch {
+	case errors.Is(err, engine.ErrInvalid):
+		return newError(http.StatusBadRequest, "invalid_request", err.Error())
+	case errors.Is(err, engine.ErrUnavailable):
+		return newError(http.StatusNotImplemented, "not_available", err.Error())
+	case errors.Is(err, engine.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		return newError(http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, engine.ErrBusy):
+		return &apiError{status: http.StatusServiceUnavailable, code: "busy", msg: err.Error(), retryAfter: time.Second}
+	case errors.Is(err, sandbox.ErrUnavailable):
+		return newError(http.StatusServiceUnavailable, "runtime_unavailable", "the sandbox runtime is unavailable on this server")
+	}
+	return newError(http.StatusInternalServerError, "internal", "internal server error")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// writeError answers with err mapped to a status; server faults are logged.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := toAPIError(err)
+	if ae.status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ae.status, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", ae.status, "err", err)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((ae.retryAfter+time.Second-1)/time.Second)))
+	}
+	writeJSON(w, ae.status, errorBody{Error: ae.msg, Code: ae.code})
+}

@@ -1,0 +1,129 @@
+// Package api is the HTTP edge of the platform: it authenticates requests, decodes
+// and validates their bodies, calls the engine, and turns results and errors into
+// JSON responses (errors become statuses in exactly one place, toAPIError).
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/store"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 10 << 20
+
+// Server serves the v1 API.
+type Server struct {
+	engine  *engine.Engine
+	store   *store.Store
+	log     *slog.Logger
+	version string
+	mux     *http.ServeMux
+}
+
+// New returns the API server for an engine and a store.
+func New(e *engine.Engine, st *store.Store, log *slog.Logger, version string) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{engine: e, store: st, log: log, version: version, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.handle("GET /health", s.health)
+	s.handle("POST /api/v1/execute", s.authenticate(ScopeExecute, s.execute))
+	s.handle("GET /api/v1/executions/{id}", s.authenticate(ScopeExecute, s.getExecution))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newError(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+}
+
+// handle registers h for "METHOD /path", and a JSON 405 for other methods on the
+// same path (the standard mux would answer in plain text).
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, h)
+	method, path, _ := cutSpace(pattern)
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", method)
+		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+"; use "+method))
+	})
+}
+
+func cutSpace(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			s.writeError(w, r, newError(http.StatusInternalServerError, "internal", "internal server error"))
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+	}()
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	s.mux.ServeHTTP(w, r)
+}
+
+type healthResponse struct {
+	Status    string          `json:"status"`
+	Version   string          `json:"version"`
+	Runtime   healthRuntime   `json:"runtime"`
+	Database  healthDatabase  `json:"database"`
+	Sandboxes healthSandboxes `json:"sandboxes"`
+}
+
+type healthRuntime struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	Ready   bool   `json:"ready"`
+	Error   string `json:"error,omitempty"`
+}
+
+type healthDatabase struct {
+	Driver string `json:"driver"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+}
+
+type healthSandboxes struct {
+	Live    int `json:"live"`
+	Stocked int `json:"stocked"`
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	h := s.engine.Health(ctx)
+	resp := healthResponse{
+		Status:    "ok",
+		Version:   s.version,
+		Runtime:   healthRuntime{Name: h.Runtime, Version: h.Version, Ready: h.Ready, Error: h.Error},
+		Database:  healthDatabase{Driver: s.store.Driver(), OK: true},
+		Sandboxes: healthSandboxes{Live: h.Live, Stocked: h.Stocked},
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		resp.Database.OK, resp.Database.Error = false, err.Error()
+	}
+	status := http.StatusOK
+	if !h.Ready || !resp.Database.OK {
+		resp.Status, status = "degraded", http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, resp)
+}

@@ -1,0 +1,215 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Languages accepted in ExecuteRequest.Language.
+const (
+	LanguagePython     = "python"
+	LanguageJavaScript = "javascript"
+	LanguageTypeScript = "typescript"
+	LanguageBash       = "bash"
+)
+
+// Execution modes accepted in ExecuteRequest.Mode.
+const (
+	// ModeEphemeral runs in a fresh sandbox that is destroyed afterwards (the default).
+	ModeEphemeral = "ephemeral"
+	// ModeCached runs in a warm, reused sandbox.
+	ModeCached = "cached"
+	// ModeCheckpointed runs and then checkpoints the sandbox (see SnapshotID).
+	ModeCheckpointed = "checkpointed"
+	// ModeBranched runs in a sandbox restored from ExecuteRequest.SnapshotID.
+	ModeBranched = "branched"
+	// ModePersistent runs in a long-lived session (see ExecuteRequest.SessionID).
+	ModePersistent = "persistent"
+)
+
+// Statuses of an execution.
+const (
+	// StatusSucceeded: the program exited with status 0.
+	StatusSucceeded = "succeeded"
+	// StatusFailed: the program exited with a non-zero status (ExitCode).
+	StatusFailed = "failed"
+	// StatusTimeout: the program was stopped at its time limit.
+	StatusTimeout = "timeout"
+	// StatusError: the platform could not run the program (see Error).
+	StatusError = "error"
+)
+
+// ExecuteRequest is the body of POST /api/v1/execute. Give either Code with
+// Language, or Command (run by `sh -c`); every other field is optional.
+type ExecuteRequest struct {
+	// Code is the program's source, run as Language.
+	Code string `json:"code,omitempty"`
+	// Language is one of the Language* constants.
+	Language string `json:"language,omitempty"`
+	// Command is a shell command line run by `sh -c`, instead of Code.
+	Command string `json:"command,omitempty"`
+	// Image is the container image to run in; the server picks one by default.
+	Image string `json:"image,omitempty"`
+	// Mode is one of the Mode* constants; empty means ModeEphemeral.
+	Mode string `json:"mode,omitempty"`
+	// Stdin is fed to the program's standard input.
+	Stdin string `json:"stdin,omitempty"`
+	// Env holds environment variables for the program.
+	Env map[string]string `json:"env_vars,omitempty"`
+	// TimeoutMS is the program's time limit in milliseconds; 0 means the
+	// server's default.
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+	// Resources limits CPU and memory; nil means the server's defaults.
+	Resources *Resources `json:"resources,omitempty"`
+	// WorkingDir is the program's working directory inside the sandbox.
+	WorkingDir string `json:"working_dir,omitempty"`
+	// SessionID names the persistent session to run in (ModePersistent).
+	SessionID string `json:"session_id,omitempty"`
+	// SnapshotID is the snapshot to start from (ModeBranched).
+	SnapshotID string `json:"snapshot_id,omitempty"`
+	// CheckpointAfter asks for a snapshot of the sandbox after the run; its
+	// id comes back in ExecuteResult.SnapshotID.
+	CheckpointAfter bool `json:"checkpoint_after,omitempty"`
+}
+
+// Resources are the limits of one execution's sandbox.
+type Resources struct {
+	// CPUCores is the number of CPUs, possibly fractional (0.5).
+	CPUCores float64 `json:"cpu_cores,omitempty"`
+	// MemoryMB is the memory limit in mebibytes.
+	MemoryMB int `json:"memory_mb,omitempty"`
+}
+
+// ExecuteResult is the answer to POST /api/v1/execute.
+type ExecuteResult struct {
+	// ExecutionID identifies the execution (see Client.GetExecution).
+	ExecutionID string `json:"execution_id"`
+	// RequestID equals ExecutionID; kept for older clients.
+	RequestID string `json:"request_id,omitempty"`
+	// Status is one of the Status* constants.
+	Status string `json:"status"`
+	// ExitCode is the program's exit status (-1 when it never exited).
+	ExitCode int `json:"exit_code"`
+	// Stdout and Stderr are the program's output streams, possibly cut at
+	// the server's output limit (see StdoutTruncated, StderrTruncated).
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+	// Output equals Stdout and Logs equals Stderr; kept for older clients.
+	Output string `json:"output,omitempty"`
+	Logs   string `json:"logs,omitempty"`
+	// StdoutTruncated and StderrTruncated report that output was dropped.
+	StdoutTruncated bool `json:"stdout_truncated"`
+	StderrTruncated bool `json:"stderr_truncated"`
+	// TimedOut reports that the program was stopped at its time limit.
+	TimedOut bool `json:"timed_out"`
+	// OOMKilled reports that the program was killed for exceeding its memory limit.
+	OOMKilled bool `json:"oom_killed"`
+	// Error explains a StatusError (or other platform trouble); often empty.
+	Error string `json:"error,omitempty"`
+	// DurationMS is the execution's wall-clock time in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+	// Mode and Language echo how the program was run.
+	Mode     string `json:"mode,omitempty"`
+	Language string `json:"language,omitempty"`
+	// SnapshotID is the snapshot made after the run, when one was asked for.
+	SnapshotID string `json:"snapshot_id,omitempty"`
+	// Usage is what the execution consumed.
+	Usage Usage `json:"usage"`
+}
+
+// Duration returns DurationMS as a time.Duration.
+func (r *ExecuteResult) Duration() time.Duration {
+	return time.Duration(r.DurationMS) * time.Millisecond
+}
+
+// Usage is the resources an execution consumed and what they cost.
+type Usage struct {
+	// CPUMS is CPU time in milliseconds.
+	CPUMS int64 `json:"cpu_ms"`
+	// MemoryPeakMB is the highest memory use in mebibytes.
+	MemoryPeakMB int64 `json:"memory_peak_mb"`
+	// CostUSD is the execution's price in US dollars.
+	CostUSD float64 `json:"cost_usd"`
+}
+
+// Execution is the stored record of an execution (GET /api/v1/executions/{id});
+// it does not hold the program's output.
+type Execution struct {
+	// ExecutionID identifies the execution.
+	ExecutionID string `json:"execution_id"`
+	// Status is one of the Status* constants (or a non-final state such as
+	// "running" while the execution is in progress).
+	Status string `json:"status"`
+	// ExitCode is the program's exit status.
+	ExitCode int `json:"exit_code"`
+	// Mode, Language and Image describe how it was run.
+	Mode     string `json:"mode,omitempty"`
+	Language string `json:"language,omitempty"`
+	Image    string `json:"image,omitempty"`
+	// Error explains a StatusError; often empty.
+	Error string `json:"error,omitempty"`
+	// DurationMS is the wall-clock time in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+	// CreatedAt is when the request arrived.
+	CreatedAt time.Time `json:"created_at"`
+	// FinishedAt is when it finished; zero while it runs.
+	FinishedAt time.Time `json:"finished_at"`
+	// Usage is what the execution consumed.
+	Usage Usage `json:"usage"`
+}
+
+// UnmarshalJSON decodes an execution record, reading an empty or null
+// timestamp as the zero time.
+func (e *Execution) UnmarshalJSON(b []byte) error {
+	type plain Execution // no methods: no recursion
+	var aux struct {
+		*plain
+		CreatedAt  *string `json:"created_at"`
+		FinishedAt *string `json:"finished_at"`
+	}
+	aux.plain = (*plain)(e)
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	var err error
+	if e.CreatedAt, err = parseTime(aux.CreatedAt); err != nil {
+		return fmt.Errorf("created_at: %w", err)
+	}
+	if e.FinishedAt, err = parseTime(aux.FinishedAt); err != nil {
+		return fmt.Errorf("finished_at: %w", err)
+	}
+	return nil
+}
+
+func parseTime(s *string) (time.Time, error) {
+	if s == nil || *s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, *s)
+}
+
+// Health is the answer of GET /health.
+type Health struct {
+	// Status is "ok" or "degraded".
+	Status string `json:"status"`
+	// Version is the server's version.
+	Version string `json:"version,omitempty"`
+	// Runtime describes the sandbox runtime.
+	Runtime RuntimeInfo `json:"runtime"`
+}
+
+// OK reports whether the server says it is fully healthy.
+func (h *Health) OK() bool { return h.Status == "ok" }
+
+// RuntimeInfo describes the server's sandbox runtime.
+type RuntimeInfo struct {
+	// Name is the runtime, such as "gvisor".
+	Name string `json:"name"`
+	// Version is the runtime's version.
+	Version string `json:"version,omitempty"`
+	// Ready reports whether sandboxes can be started.
+	Ready bool `json:"ready"`
+	// Error says why the runtime is not ready; empty when it is.
+	Error string `json:"error,omitempty"`
+}

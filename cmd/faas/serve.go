@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/faas-platform/faas/api"
+	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/sandbox"
+	"github.com/faas-platform/faas/sandbox/gvisor"
+	"github.com/faas-platform/faas/store"
+)
+
+// serveConfig is everything `faas serve` is configured with: flags, each defaulting
+// to an environment variable, each defaulting to a built-in value.
+type serveConfig struct {
+	host        string
+	port        int
+	dataDir     string
+	databaseURL string
+	runsc       string
+	agent       string
+	stock       int
+	maxSandbox  int
+	logLevel    string
+	debugRunsc  bool
+	shutdownDur time.Duration
+	limits      engine.Limits
+}
+
+func envOr(name, def string) string {
+	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(strings.TrimSpace(os.Getenv(name))); err == nil {
+		return v
+	}
+	return def
+}
+
+// besideExecutable finds a program next to the running faas binary, then on PATH.
+func besideExecutable(name string) string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
+}
+
+func parseServe(args []string) (*serveConfig, error) {
+	c := &serveConfig{limits: engine.DefaultLimits()}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.host, "host", envOr("FAAS_HOST", "127.0.0.1"), "address to listen on (env FAAS_HOST); 0.0.0.0 for every interface")
+	fs.IntVar(&c.port, "port", envInt("FAAS_API_PORT", 8080), "port to listen on (env FAAS_API_PORT)")
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory for all state (env FAAS_DATA_DIR)")
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("FAAS_DATABASE_URL"), "PostgreSQL URL (env FAAS_DATABASE_URL); empty: SQLite in the data dir")
+	fs.StringVar(&c.runsc, "runsc", envOr("FAAS_RUNSC", besideExecutable("runsc")), "static runsc binary (env FAAS_RUNSC)")
+	fs.StringVar(&c.agent, "agent", envOr("FAAS_AGENT", besideExecutable("faas-agent")), "faas-agent binary (env FAAS_AGENT)")
+	fs.IntVar(&c.stock, "stock", envInt("FAAS_STOCK", 2), "pre-booted sandboxes kept ready for ephemeral executions (env FAAS_STOCK)")
+	fs.IntVar(&c.maxSandbox, "max-sandboxes", envInt("FAAS_MAX_SANDBOXES", 64), "most sandboxes alive at once; more requests get 503 (env FAAS_MAX_SANDBOXES)")
+	fs.StringVar(&c.logLevel, "log-level", envOr("FAAS_LOG_LEVEL", "info"), "debug, info, warn or error (env FAAS_LOG_LEVEL)")
+	fs.BoolVar(&c.debugRunsc, "debug-runsc", os.Getenv("FAAS_DEBUG_RUNSC") != "", "keep runsc debug logs in the data dir (env FAAS_DEBUG_RUNSC)")
+	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
+	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
+	fs.IntVar(&c.limits.MaxMemoryMB, "max-memory-mb", c.limits.MaxMemoryMB, "most memory a request may ask for")
+	fs.Int64Var(&c.limits.MaxOutputBytes, "max-output-bytes", int64(envInt("FAAS_MAX_OUTPUT_BYTES", int(c.limits.MaxOutputBytes))), "stdout and stderr kept per execution, each (env FAAS_MAX_OUTPUT_BYTES)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{"serve takes no arguments"}
+	}
+	return c, nil
+}
+
+func runServe(ctx context.Context, args []string) error {
+	c, err := parseServe(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return usageError{"bad log level " + c.logLevel}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return serve(ctx, c, log, nil)
+}
+
+// serve runs the server until ctx ends. ready, when non-nil, receives the bound
+// address once the server accepts connections.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- string) error {
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	st, err := store.Open(ctx, c.databaseURL, c.dataDir)
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer st.Close()
+
+	gcfg := gvisor.Config{
+		Runsc:           c.runsc,
+		Agent:           c.agent,
+		StateDir:        filepath.Join(c.dataDir, "sandboxes"),
+		DefaultMemoryMB: c.limits.DefaultMemoryMB,
+		DefaultCPUCores: c.limits.DefaultCPUCores,
+		Logger:          log,
+	}
+	if c.debugRunsc {
+		gcfg.DebugLogDir = filepath.Join(c.dataDir, "runsc-logs")
+		_ = os.MkdirAll(gcfg.DebugLogDir, 0o700)
+	}
+	driver, err := gvisor.New(gcfg)
+	if err != nil {
+		if errors.Is(err, sandbox.ErrUnavailable) {
+			return fmt.Errorf("cannot run sandboxes: %w", err)
+		}
+		return err
+	}
+	if n, err := driver.Sweep(ctx); err != nil {
+		log.Warn("removing sandboxes left by a previous run", "found", n, "err", err)
+	} else if n > 0 {
+		log.Info("removed sandboxes left by a previous run", "count", n)
+	}
+	if n, err := st.FailRunningExecutions(ctx, "the server stopped during the execution", time.Now()); err != nil {
+		return fmt.Errorf("closing executions of a previous run: %w", err)
+	} else if n > 0 {
+		log.Warn("marked executions of a previous run as failed", "count", n)
+	}
+	if err := ensureAdminKey(ctx, st, c.dataDir, log); err != nil {
+		return err
+	}
+
+	eng := engine.New(engine.Config{Limits: c.limits, StockSize: c.stock, MaxSandboxes: c.maxSandbox, Logger: log}, driver, st)
+	srv := &http.Server{
+		Handler:           api.New(eng, st, log, version),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, strconv.Itoa(c.port)))
+	if err != nil {
+		eng.Close(context.Background())
+		return fmt.Errorf("listening: %w", err)
+	}
+	v, verr := driver.Version(ctx)
+	log.Info("faas serving", "addr", ln.Addr().String(), "data_dir", c.dataDir, "database", st.Driver(), "runsc", c.runsc, "runsc_version", v, "runsc_err", verr)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down: draining executions in flight", "timeout", c.shutdownDur)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownDur)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	eng.Close(sctx)
+	if n, serr := driver.Sweep(context.Background()); serr != nil || n > 0 {
+		log.Warn("sandboxes left at shutdown were removed", "count", n, "err", serr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("faas stopped")
+	return err
+}
+
+// ensureAdminKey makes sure an admin key exists. FAAS_API_KEY, when set, is that key.
+// Otherwise, on first start, a key is generated, printed once and saved (readable by
+// the server's user only) as admin.key in the data dir for the local CLI.
+func ensureAdminKey(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) error {
+	if key := strings.TrimSpace(os.Getenv("FAAS_API_KEY")); key != "" {
+		_, err := st.KeyByHash(ctx, api.HashKey(key))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		_, k := api.NewKey("default", "admin (FAAS_API_KEY)", []string{api.ScopeAdmin})
+		k.Hash, k.Prefix = api.HashKey(key), key[:min(len(key), 12)]
+		k.CreatedAt = time.Now()
+		if err := st.CreateKey(ctx, k); err != nil {
+			return fmt.Errorf("storing FAAS_API_KEY: %w", err)
+		}
+		log.Info("admin key from FAAS_API_KEY registered", "key", k.ID)
+		return nil
+	}
+	n, err := st.CountKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	plain, k := api.NewKey("default", "admin", []string{api.ScopeAdmin})
+	k.CreatedAt = time.Now()
+	if err := st.CreateKey(ctx, k); err != nil {
+		return fmt.Errorf("creating admin key: %w", err)
+	}
+	path := filepath.Join(dataDir, "admin.key")
+	if err := os.WriteFile(path, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("saving admin key: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "\nCreated the admin API key (shown once; also saved to %s):\n\n    %s\n\n", path, plain)
+	return nil
+}

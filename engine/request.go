@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Modes of execution.
+const (
+	ModeEphemeral    = "ephemeral"
+	ModeCached       = "cached"
+	ModeCheckpointed = "checkpointed"
+	ModeBranched     = "branched"
+	ModePersistent   = "persistent"
+)
+
+var allModes = []string{ModeEphemeral, ModeCached, ModeCheckpointed, ModeBranched, ModePersistent}
+
+// availableModes are the modes this version serves.
+var availableModes = []string{ModeEphemeral}
+
+// Request is one execution as the engine sees it (decoded and defaulted by the API).
+type Request struct {
+	Account string
+	KeyID   string
+
+	Mode     string
+	Language string // with Code
+	Code     string
+	Command  string // run by sh -c; exclusive with Code
+	Image    string
+
+	Stdin    string
+	HasStdin bool
+	Env      map[string]string
+
+	Timeout    time.Duration // 0: the configured default
+	CPUCores   float64       // 0: default
+	MemoryMB   int           // 0: default
+	WorkingDir string        // "": /workspace
+
+	// Fields of modes this version does not serve; a request that sets them is
+	// refused rather than silently run another way.
+	CheckpointAfter bool
+	SnapshotID      string
+	ParentSnapshot  string
+	SessionID       string
+	InstanceID      string
+}
+
+// Limits bound what a request may ask for, and give the defaults.
+type Limits struct {
+	DefaultTimeout  time.Duration
+	MaxTimeout      time.Duration
+	DefaultMemoryMB int
+	MinMemoryMB     int
+	MaxMemoryMB     int
+	DefaultCPUCores float64
+	MaxCPUCores     float64
+	// MaxProcs bounds processes and threads per execution.
+	MaxProcs int
+	// MaxOutputBytes bounds what is kept of stdout and of stderr each.
+	MaxOutputBytes int64
+	// MaxOpenFiles bounds open files per process.
+	MaxOpenFiles int
+	// MaxFileBytes bounds the size of any single file written.
+	MaxFileBytes int64
+	// MaxEnvVars and MaxEnvBytes bound the environment a request passes.
+	MaxEnvVars  int
+	MaxEnvBytes int
+}
+
+// DefaultLimits are the limits used when the operator configures none.
+func DefaultLimits() Limits {
+	return Limits{
+		DefaultTimeout:  30 * time.Second,
+		MaxTimeout:      15 * time.Minute,
+		DefaultMemoryMB: 512,
+		MinMemoryMB:     64,
+		MaxMemoryMB:     8192,
+		DefaultCPUCores: 1,
+		MaxCPUCores:     2,
+		MaxProcs:        256,
+		MaxOutputBytes:  1 << 20,
+		MaxOpenFiles:    1024,
+		MaxFileBytes:    1 << 30,
+		MaxEnvVars:      256,
+		MaxEnvBytes:     256 << 10,
+	}
+}
+
+// languages maps accepted language names (and aliases) to canonical names.
+var languages = map[string]string{
+	"python": "python", "python3": "python", "py": "python",
+	"javascript": "javascript", "js": "javascript", "node": "javascript", "nodejs": "javascript",
+	"typescript": "typescript", "ts": "typescript",
+	"bash": "bash", "sh": "bash", "shell": "bash",
+}
+
+// Languages lists the canonical language names.
+func Languages() []string {
+	var out []string
+	for _, v := range languages {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// normalize validates r against l and fills in defaults. The returned error wraps
+// ErrInvalid or ErrUnavailable with a message for the client.
+func (r *Request) normalize(l Limits) error {
+	r.Mode = strings.ToLower(strings.TrimSpace(r.Mode))
+	if r.Mode == "" {
+		r.Mode = ModeEphemeral
+	}
+	if !slices.Contains(allModes, r.Mode) {
+		return invalid(fmt.Sprintf("unknown mode %q; modes are %s", r.Mode, strings.Join(allModes, ", ")))
+	}
+	if !slices.Contains(availableModes, r.Mode) {
+		return unavailable(fmt.Sprintf("mode %q is not available in this version yet; available: %s", r.Mode, strings.Join(availableModes, ", ")))
+	}
+	switch {
+	case r.CheckpointAfter:
+		return unavailable("checkpoint_after is not available in this version yet")
+	case r.SnapshotID != "":
+		return unavailable("snapshot_id is not available in this version yet")
+	case r.ParentSnapshot != "":
+		return unavailable("parent_snapshot/branch_from is not available in this version yet")
+	case r.SessionID != "":
+		return unavailable("session_id is not available in this version yet")
+	case r.InstanceID != "":
+		return unavailable("instance_id is not available in this version yet")
+	}
+
+	hasCode, hasCmd := strings.TrimSpace(r.Code) != "", strings.TrimSpace(r.Command) != ""
+	switch {
+	case hasCode && hasCmd:
+		return invalid("give either code (with language) or command, not both")
+	case !hasCode && !hasCmd:
+		return invalid("code is required (or command, run by sh -c)")
+	case hasCode:
+		lang := strings.ToLower(strings.TrimSpace(r.Language))
+		if lang == "" {
+			lang = "python"
+		}
+		canon, ok := languages[lang]
+		if !ok {
+			return invalid(fmt.Sprintf("unknown language %q; languages are %s", r.Language, strings.Join(Languages(), ", ")))
+		}
+		r.Language = canon
+	default:
+		if r.Language != "" {
+			if _, ok := languages[strings.ToLower(r.Language)]; !ok {
+				return invalid(fmt.Sprintf("unknown language %q; languages are %s", r.Language, strings.Join(Languages(), ", ")))
+			}
+		}
+		r.Language = ""
+	}
+	if strings.ContainsRune(r.Code, 0) || strings.ContainsRune(r.Command, 0) {
+		return invalid("code and command must not contain NUL bytes")
+	}
+	if r.Image == "" {
+		r.Image = "host"
+	}
+	if r.Image != "host" {
+		return unavailable(fmt.Sprintf("image %q is not available: this version runs the host image only", r.Image))
+	}
+
+	switch {
+	case r.Timeout < 0:
+		return invalid("timeout_ms must not be negative")
+	case r.Timeout == 0:
+		r.Timeout = l.DefaultTimeout
+	case r.Timeout > l.MaxTimeout:
+		return invalid(fmt.Sprintf("timeout_ms %d is above the limit of %d", r.Timeout.Milliseconds(), l.MaxTimeout.Milliseconds()))
+	}
+	switch {
+	case r.MemoryMB < 0:
+		return invalid("memory_mb must not be negative")
+	case r.MemoryMB == 0:
+		r.MemoryMB = l.DefaultMemoryMB
+	case r.MemoryMB < l.MinMemoryMB:
+		return invalid(fmt.Sprintf("memory_mb must be at least %d", l.MinMemoryMB))
+	case r.MemoryMB > l.MaxMemoryMB:
+		return invalid(fmt.Sprintf("memory_mb %d is above the limit of %d", r.MemoryMB, l.MaxMemoryMB))
+	}
+	switch {
+	case math.IsNaN(r.CPUCores) || r.CPUCores < 0:
+		return invalid("cpu_cores must be a positive number")
+	case r.CPUCores == 0:
+		r.CPUCores = l.DefaultCPUCores
+	case r.CPUCores < 0.05:
+		return invalid("cpu_cores must be at least 0.05")
+	case r.CPUCores > l.MaxCPUCores:
+		return invalid(fmt.Sprintf("cpu_cores %g is above the limit of %g", r.CPUCores, l.MaxCPUCores))
+	}
+	if r.WorkingDir == "" {
+		r.WorkingDir = "/workspace"
+	}
+	if !path.IsAbs(r.WorkingDir) || strings.ContainsRune(r.WorkingDir, 0) {
+		return invalid("working_dir must be an absolute path")
+	}
+	r.WorkingDir = path.Clean(r.WorkingDir)
+	if len(r.Env) > l.MaxEnvVars {
+		return invalid(fmt.Sprintf("env_vars has %d entries; the limit is %d", len(r.Env), l.MaxEnvVars))
+	}
+	size := 0
+	for k, v := range r.Env {
+		size += len(k) + len(v)
+		if k == "" || strings.ContainsAny(k, "=\x00") || !utf8.ValidString(k) {
+			return invalid(fmt.Sprintf("env_vars: invalid variable name %q", k))
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid(fmt.Sprintf("env_vars: value of %s contains a NUL byte", k))
+		}
+	}
+	if size > l.MaxEnvBytes {
+		return invalid(fmt.Sprintf("env_vars total %d bytes; the limit is %d", size, l.MaxEnvBytes))
+	}
+	return nil
+}
