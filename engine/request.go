@@ -86,7 +86,7 @@ func DefaultLimits() Limits {
 		MaxMemoryMB:     8192,
 		DefaultCPUCores: 1,
 		MaxCPUCores:     2,
-		MaxProcs:        256,
+		MaxProcs:        128,
 		MaxOutputBytes:  1 << 20,
 		MaxOpenFiles:    1024,
 		MaxFileBytes:    1 << 30,

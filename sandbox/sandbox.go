@@ -80,6 +80,9 @@ type Driver interface {
 	Sweep(ctx context.Context) (int, error)
 	// Live counts the sandboxes this driver created that are not destroyed yet.
 	Live() int
+	// Close releases what the driver holds on the host (mounts, state). Call it
+	// after every sandbox is destroyed.
+	Close() error
 }
 
 // Resizer is implemented by sandboxes whose CPU and memory limits can change after

@@ -37,6 +37,8 @@ type serveConfig struct {
 	debugRunsc  bool
 	shutdownDur time.Duration
 	limits      engine.Limits
+	// adminKey, when set (env FAAS_API_KEY), is registered as an admin key.
+	adminKey string
 }
 
 func envOr(name, def string) string {
@@ -68,7 +70,7 @@ func besideExecutable(name string) string {
 }
 
 func parseServe(args []string) (*serveConfig, error) {
-	c := &serveConfig{limits: engine.DefaultLimits()}
+	c := &serveConfig{limits: engine.DefaultLimits(), adminKey: strings.TrimSpace(os.Getenv("FAAS_API_KEY"))}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&c.host, "host", envOr("FAAS_HOST", "127.0.0.1"), "address to listen on (env FAAS_HOST); 0.0.0.0 for every interface")
 	fs.IntVar(&c.port, "port", envInt("FAAS_API_PORT", 8080), "port to listen on (env FAAS_API_PORT)")
@@ -153,7 +155,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	} else if n > 0 {
 		log.Warn("marked executions of a previous run as failed", "count", n)
 	}
-	if err := ensureAdminKey(ctx, st, c.dataDir, log); err != nil {
+	if err := ensureAdminKey(ctx, st, c.dataDir, c.adminKey, log); err != nil {
 		return err
 	}
 
@@ -166,6 +168,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, strconv.Itoa(c.port)))
 	if err != nil {
 		eng.Close(context.Background())
+		driver.Close()
 		return fmt.Errorf("listening: %w", err)
 	}
 	v, verr := driver.Version(ctx)
@@ -184,8 +187,11 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	eng.Close(sctx)
-	if n, serr := driver.Sweep(context.Background()); serr != nil || n > 0 {
-		log.Warn("sandboxes left at shutdown were removed", "count", n, "err", serr)
+	if live := driver.Live(); live > 0 {
+		log.Warn("sandboxes still alive at shutdown are being removed", "count", live)
+	}
+	if derr := driver.Close(); derr != nil {
+		log.Warn("releasing the sandbox runtime", "err", derr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -194,11 +200,11 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	return err
 }
 
-// ensureAdminKey makes sure an admin key exists. FAAS_API_KEY, when set, is that key.
+// ensureAdminKey makes sure an admin key exists. key (FAAS_API_KEY), when set, is that key.
 // Otherwise, on first start, a key is generated, printed once and saved (readable by
 // the server's user only) as admin.key in the data dir for the local CLI.
-func ensureAdminKey(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) error {
-	if key := strings.TrimSpace(os.Getenv("FAAS_API_KEY")); key != "" {
+func ensureAdminKey(ctx context.Context, st *store.Store, dataDir, key string, log *slog.Logger) error {
+	if key != "" {
 		_, err := st.KeyByHash(ctx, api.HashKey(key))
 		if err == nil {
 			return nil

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/faas-platform/faas/agent"
@@ -312,6 +313,17 @@ func (d *Driver) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return len(seen), errors.Join(errs...)
+}
+
+// Close implements sandbox.Driver: it destroys any sandbox still alive and unmounts
+// the empty network namespace runsc keeps in its state root for gofers.
+func (d *Driver) Close() error {
+	_, err := d.Sweep(context.Background())
+	nsPath := filepath.Join(d.runRoot, "null-netns")
+	if uerr := syscall.Unmount(nsPath, syscall.MNT_DETACH); uerr != nil && uerr != syscall.EINVAL && uerr != syscall.ENOENT {
+		err = errors.Join(err, fmt.Errorf("unmounting %s: %w", nsPath, uerr))
+	}
+	return err
 }
 
 // Sandbox is one gVisor sandbox.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# setup.sh: make this Debian 12 machine ready to build and run faas, then build it.
+#
+#   sudo scripts/setup.sh          # packages, runsc (pinned gVisor), bin/faas, bin/faas-agent
+#
+# Idempotent. It installs the Debian packages the sandboxes' "host" image serves
+# (python3, nodejs, bash) and the build needs, builds runsc from the gVisor module
+# pinned in tools/runsc/go.mod (statically, CGO_ENABLED=0), then faas and its agent.
+# Set FAAS_SETUP_TEST=1 to also install what the test suite needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "setup: $*" >&2; }
+[[ $(id -u) -eq 0 ]] || { log "run as root: gVisor sandboxes need root (sudo scripts/setup.sh)"; exit 1; }
+
+packages=(ca-certificates git make python3 nodejs bash coreutils procps iproute2)
+if [[ ${FAAS_SETUP_TEST:-} == 1 ]]; then
+	packages+=(postgresql postgresql-client)
+fi
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Go: the version go.mod asks for. Debian 12's own Go is too old; a Go >= 1.21
+# fetches the right toolchain from the module proxy by itself (GOTOOLCHAIN=auto).
+export PATH=$PATH:/usr/local/go/bin
+if ! command -v go >/dev/null; then
+	log "Go is missing: install Go 1.21 or newer (https://go.dev/doc/install) into /usr/local/go, then run this again"
+	exit 1
+fi
+
+scripts/build-runsc.sh
+log "building bin/faas and bin/faas-agent"
+mkdir -p bin
+CGO_ENABLED=0 go build -trimpath -o bin/faas ./cmd/faas
+CGO_ENABLED=0 go build -trimpath -o bin/faas-agent ./cmd/faas-agent
+log "ready: bin/faas, bin/faas-agent, bin/runsc"

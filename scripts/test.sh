@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# test.sh: the full test suite, as CI runs it (as root, on Debian 12):
+# installs what the tests need, builds runsc and faas, starts PostgreSQL, and runs
+# every Go test against real gVisor sandboxes, SQLite and PostgreSQL.
+# Arguments go to `go test` (default: ./...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+
+FAAS_SETUP_TEST=1 scripts/setup.sh
+url_line=$(scripts/postgres.sh | tail -n 1)
+export "${url_line?}"
+
+# Sandboxes need root and runsc; the tests fail (never skip) when CI is set.
+export FAAS_RUNSC=$PWD/bin/runsc
+args=("$@")
+((${#args[@]})) || args=(./...)
+echo "test: go test ${args[*]}" >&2
+go vet ./...
+go test -count=1 -timeout 40m "${args[@]}"
