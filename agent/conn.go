@@ -24,6 +24,7 @@ type Conn struct {
 	mu     sync.Mutex
 	nextID uint32
 	execs  map[uint32]*pending
+	dones  map[uint32]chan Done
 	ready  map[string]chan Ready
 	err    error // set once the read loop ends
 	done   chan struct{}
@@ -51,6 +52,7 @@ func NewConn(r io.Reader, w io.Writer) *Conn {
 		w:     NewFrameWriter(w),
 		r:     NewFrameReader(r),
 		execs: make(map[uint32]*pending),
+		dones: make(map[uint32]chan Done),
 		ready: make(map[string]chan Ready),
 		done:  make(chan struct{}),
 	}
@@ -102,6 +104,18 @@ func (c *Conn) dispatch(f Frame) {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- r
+		}
+	case FrameDone:
+		var d Done
+		if json.Unmarshal(f.Payload, &d) != nil {
+			d.Error = "malformed answer from agent"
+		}
+		c.mu.Lock()
+		ch := c.dones[f.ID]
+		delete(c.dones, f.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- d
 		}
 	case FrameLog:
 		if c.Logf != nil {
@@ -170,6 +184,58 @@ func (c *Conn) Hello(ctx context.Context) (Ready, error) {
 	case <-ctx.Done():
 		return Ready{}, ctx.Err()
 	}
+}
+
+// request sends a Warm or Reset frame and waits for its Done.
+func (c *Conn) request(ctx context.Context, t FrameType, v any) error {
+	var payload []byte
+	if v != nil {
+		var err error
+		if payload, err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	ch := make(chan Done, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return c.err
+	}
+	c.nextID++
+	id := c.nextID
+	c.dones[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.dones, id)
+		c.mu.Unlock()
+	}()
+	if err := c.w.WriteFrame(t, id, payload); err != nil {
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	select {
+	case d := <-ch:
+		if d.Error != "" {
+			return errors.New(d.Error)
+		}
+		return nil
+	case <-c.done:
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Warm has the agent start a language's zygote (see ExecRequest.Zygote) and waits
+// until it is ready.
+func (c *Conn) Warm(ctx context.Context, w Warm) error {
+	return c.request(ctx, FrameWarm, w)
+}
+
+// Reset kills every user process in the sandbox and empties every directory the
+// user can write, so the sandbox can serve another execution as if new.
+func (c *Conn) Reset(ctx context.Context) error {
+	return c.request(ctx, FrameReset, nil)
 }
 
 // Exec is one running execution.

@@ -31,14 +31,20 @@ import (
 // FrameType says what a frame carries.
 type FrameType uint8
 
-// Frame types. Host to agent: Hello, Exec, Stdin, StdinClose, Kill.
-// Agent to host: Ready, Started, Stdout, Stderr, Exit, Log.
+// Frame types. Host to agent: Hello, Exec, Stdin, StdinClose, Kill, Warm, Reset.
+// Agent to host: Ready, Started, Stdout, Stderr, Exit, Log, Done.
 const (
 	FrameHello      FrameType = 1
 	FrameExec       FrameType = 2
 	FrameStdin      FrameType = 3
 	FrameStdinClose FrameType = 4
 	FrameKill       FrameType = 5
+	// FrameWarm starts a language's zygote (JSON Warm); answered by Done.
+	FrameWarm FrameType = 6
+	// FrameReset kills every process of the sandbox user and empties the
+	// directories it can write, so the sandbox can serve a next execution as if
+	// new; answered by Done.
+	FrameReset FrameType = 7
 
 	FrameReady   FrameType = 64
 	FrameStarted FrameType = 65
@@ -46,6 +52,7 @@ const (
 	FrameStderr  FrameType = 67
 	FrameExit    FrameType = 68
 	FrameLog     FrameType = 69
+	FrameDone    FrameType = 70
 )
 
 const headerSize = 9
@@ -148,13 +155,39 @@ type Ready struct {
 	Cgroups bool `json:"cgroups"`
 }
 
+// Warm asks the agent to have a language's zygote ready for processes of the
+// given identity and limits (those of ExecRequest; a request with others is run
+// without the zygote).
+type Warm struct {
+	Language     string `json:"language"`
+	UID          int    `json:"uid"`
+	GID          int    `json:"gid"`
+	MaxProcs     int    `json:"max_procs"`
+	MaxOpenFiles int    `json:"max_open_files"`
+	MaxFileBytes int64  `json:"max_file_bytes"`
+}
+
+// Done answers Warm and Reset (by the id of the request frame).
+type Done struct {
+	Error string `json:"error,omitempty"`
+}
+
+// ZygoteLanguages are the languages whose code the agent can run by forking a
+// pre-started interpreter (ExecRequest.Zygote).
+var ZygoteLanguages = []string{"python"}
+
 // ExecRequest asks the agent to start one process.
 type ExecRequest struct {
 	Argv []string `json:"argv"`
-	Env  []string `json:"env"`
-	Dir  string   `json:"dir"`
-	UID  int      `json:"uid"`
-	GID  int      `json:"gid"`
+	// Zygote, when set to one of ZygoteLanguages, runs Code in a process forked
+	// from that language's pre-started interpreter instead of executing Argv (Argv
+	// is the fallback if the zygote cannot be started).
+	Zygote string   `json:"zygote,omitempty"`
+	Code   string   `json:"code,omitempty"`
+	Env    []string `json:"env"`
+	Dir    string   `json:"dir"`
+	UID    int      `json:"uid"`
+	GID    int      `json:"gid"`
 	// Stdin says the host will send Stdin frames (ending with StdinClose); without it
 	// the process reads from /dev/null.
 	Stdin bool `json:"stdin"`

@@ -35,6 +35,24 @@ type Server struct {
 
 	execMu sync.Mutex
 	execs  map[uint32]*process // by execution id
+
+	// early keeps exits reaped before their process was registered (a zygote's
+	// grandchild can exit before the zygote tells us its pid). Guarded by forkMu.
+	early map[int]earlyExit
+	// zygotePIDs maps zygote processes to their language. Guarded by forkMu.
+	zygotePIDs map[int]string
+
+	zygoteMu sync.Mutex
+	zygotes  map[string]*zygote
+
+	// madeDirs are working directories the agent created outside the places the
+	// user may write anyway; Reset removes them. Guarded by execMu.
+	madeDirs []string
+}
+
+type earlyExit struct {
+	res waitResult
+	at  time.Time
 }
 
 type process struct {
@@ -59,9 +77,12 @@ type waitResult struct {
 // the faas-agent binary as PID 1 of a sandbox.
 func Serve(r io.Reader, w io.Writer) error {
 	s := &Server{
-		w:     NewFrameWriter(w),
-		procs: make(map[int]*process),
-		execs: make(map[uint32]*process),
+		w:          NewFrameWriter(w),
+		procs:      make(map[int]*process),
+		execs:      make(map[uint32]*process),
+		early:      make(map[int]earlyExit),
+		zygotePIDs: make(map[int]string),
+		zygotes:    make(map[string]*zygote),
 	}
 	s.cgroups = setupCgroups() == nil
 	sigs := make(chan os.Signal, 1)
@@ -125,6 +146,24 @@ func (s *Server) handle(f Frame) {
 			return
 		}
 		p.stdin <- f.Payload
+	case FrameWarm:
+		var wm Warm
+		_ = json.Unmarshal(f.Payload, &wm)
+		go func() {
+			var d Done
+			if _, err := s.zygoteFor(wm); err != nil {
+				d.Error = err.Error()
+			}
+			s.sendJSON(FrameDone, f.ID, d)
+		}()
+	case FrameReset:
+		go func() {
+			var d Done
+			if err := s.reset(); err != nil {
+				d.Error = err.Error()
+			}
+			s.sendJSON(FrameDone, f.ID, d)
+		}()
 	case FrameKill:
 		s.execMu.Lock()
 		p := s.execs[f.ID]
@@ -164,7 +203,11 @@ func lookPath(file string, env []string) (string, error) {
 }
 
 func (s *Server) start(id uint32, req ExecRequest) {
+	var unregister func()
 	fail := func(err error) {
+		if unregister != nil {
+			unregister()
+		}
 		s.sendJSON(FrameExit, id, ExitStatus{ExitCode: 127, Error: err.Error()})
 	}
 	if len(req.Argv) == 0 {
@@ -179,11 +222,30 @@ func (s *Server) start(id uint32, req ExecRequest) {
 	if req.Dir == "" {
 		req.Dir = "/"
 	}
-	if err := ensureDir(req.Dir, req.UID, req.GID); err != nil {
+	made, err := ensureDir(req.Dir, req.UID, req.GID)
+	if err != nil {
 		fail(fmt.Errorf("working directory %s: %w", req.Dir, err))
 		return
 	}
+	if made != "" {
+		s.execMu.Lock()
+		s.madeDirs = append(s.madeDirs, made)
+		s.execMu.Unlock()
+	}
 	p := &process{id: id, req: req, exited: make(chan waitResult, 1)}
+	if req.Stdin {
+		p.stdin = make(chan []byte, 64)
+	}
+	// Registered before the process starts, so stdin and kill frames that follow
+	// the exec frame always find it.
+	s.execMu.Lock()
+	s.execs[id] = p
+	s.execMu.Unlock()
+	unregister = func() {
+		s.execMu.Lock()
+		delete(s.execs, id)
+		s.execMu.Unlock()
+	}
 
 	var files [3]*os.File
 	var parentEnds []*os.File
@@ -231,15 +293,6 @@ func (s *Server) start(id uint32, req ExecRequest) {
 	files[2] = errW
 	parentEnds = append(parentEnds, errR)
 
-	if s.cgroups {
-		p.cgroup = filepath.Join(cgroupRoot, "exec-"+strconv.FormatUint(uint64(id), 10))
-		if err := os.Mkdir(p.cgroup, 0o700); err != nil && !os.IsExist(err) {
-			p.cgroup = ""
-		} else if req.MaxProcs > 0 {
-			_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(req.MaxProcs)), 0)
-		}
-	}
-
 	attr := &syscall.ProcAttr{
 		Dir:   req.Dir,
 		Env:   req.Env,
@@ -250,19 +303,38 @@ func (s *Server) start(id uint32, req ExecRequest) {
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
-	s.forkMu.Lock()
-	restore := setChildLimits(req)
-	pid, err := syscall.ForkExec(argv0, req.Argv, attr)
-	restore()
-	if err == nil {
-		p.pid = pid
-		p.start = time.Now()
-		s.procs[pid] = p
-		if p.cgroup != "" {
-			_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	var pid int
+	p.start = time.Now()
+	spawned := false
+	if req.Zygote != "" {
+		if z, zerr := s.zygoteFor(warmOf(req)); zerr != nil {
+			s.logf("%s zygote unavailable, starting a new interpreter: %v", req.Zygote, zerr)
+		} else if pid, p.cgroup, err = z.spawn(req, files); err != nil {
+			s.logf("%s zygote failed, starting a new interpreter: %v", req.Zygote, err)
+		} else {
+			spawned = true
+			if p.cgroup != "" && req.MaxProcs > 0 {
+				_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(req.MaxProcs)), 0)
+			}
+			s.forkMu.Lock()
+			s.register(p, pid)
+			s.forkMu.Unlock()
 		}
 	}
-	s.forkMu.Unlock()
+	if !spawned {
+		s.makeCgroup(p)
+		s.forkMu.Lock()
+		restore := setChildLimits(req)
+		pid, err = syscall.ForkExec(argv0, req.Argv, attr)
+		restore()
+		if err == nil {
+			if p.cgroup != "" {
+				_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+			}
+			s.register(p, pid)
+		}
+		s.forkMu.Unlock()
+	}
 	for _, f := range files {
 		f.Close()
 	}
@@ -275,31 +347,44 @@ func (s *Server) start(id uint32, req ExecRequest) {
 		return
 	}
 	if stdinW != nil {
-		p.stdin = make(chan []byte, 64)
 		go feedStdin(stdinW, p.stdin)
 	}
-	s.execMu.Lock()
-	s.execs[id] = p
-	s.execMu.Unlock()
 	s.sendJSON(FrameStarted, id, Started{PID: pid})
 	go s.supervise(p, outR, errR)
 }
 
-func ensureDir(dir string, uid, gid int) error {
+// ensureDir makes dir exist, owned by the user when the agent creates it, and
+// returns the topmost directory it created ("" if none).
+func ensureDir(dir string, uid, gid int) (string, error) {
 	st, err := os.Stat(dir)
 	if err == nil {
 		if !st.IsDir() {
-			return errors.New("not a directory")
+			return "", errors.New("not a directory")
 		}
-		return nil
+		return "", nil
 	}
 	if !os.IsNotExist(err) {
-		return err
+		return "", err
+	}
+	top := dir
+	for parent := filepath.Dir(top); parent != top; parent = filepath.Dir(top) {
+		if _, err := os.Stat(parent); err == nil {
+			break
+		}
+		top = parent
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
-	return os.Chown(dir, uid, gid)
+	for d := dir; ; d = filepath.Dir(d) {
+		if err := os.Chown(d, uid, gid); err != nil {
+			return top, err
+		}
+		if d == top {
+			break
+		}
+	}
+	return top, nil
 }
 
 // setChildLimits sets the rlimits the next child inherits and returns a func that
@@ -320,18 +405,10 @@ func setChildLimits(req ExecRequest) func() {
 		}
 	}
 	const rlimitNproc = 6
-	if req.MaxProcs > 0 {
-		set(rlimitNproc, uint64(req.MaxProcs))
+	resources := map[string]int{"nproc": rlimitNproc, "nofile": syscall.RLIMIT_NOFILE, "fsize": syscall.RLIMIT_FSIZE, "core": syscall.RLIMIT_CORE}
+	for name, v := range rlimitsOf(req) {
+		set(resources[name], v)
 	}
-	nofile := req.MaxOpenFiles
-	if nofile <= 0 {
-		nofile = 1024
-	}
-	set(syscall.RLIMIT_NOFILE, uint64(nofile))
-	if req.MaxFileBytes > 0 {
-		set(syscall.RLIMIT_FSIZE, uint64(req.MaxFileBytes))
-	}
-	set(syscall.RLIMIT_CORE, 0)
 	return func() {
 		for i := len(saved) - 1; i >= 0; i-- {
 			_ = syscall.Setrlimit(saved[i].res, &saved[i].old)
@@ -501,6 +578,19 @@ func (s *Server) killTree(p *process) {
 	}
 }
 
+// makeCgroup gives p a pids cgroup of its own (if the sandbox has cgroups).
+func (s *Server) makeCgroup(p *process) {
+	if !s.cgroups {
+		return
+	}
+	p.cgroup = filepath.Join(cgroupRoot, "exec-"+strconv.FormatUint(uint64(p.id), 10))
+	if err := os.Mkdir(p.cgroup, 0o700); err != nil && !os.IsExist(err) {
+		p.cgroup = ""
+	} else if p.req.MaxProcs > 0 {
+		_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(p.req.MaxProcs)), 0)
+	}
+}
+
 func (s *Server) removeCgroup(p *process) {
 	if p.cgroup == "" {
 		return
@@ -511,6 +601,126 @@ func (s *Server) removeCgroup(p *process) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// register records p as the execution whose main process is pid, delivering an
+// exit already reaped. Called with forkMu held.
+func (s *Server) register(p *process, pid int) {
+	p.pid = pid
+	if e, ok := s.early[pid]; ok {
+		delete(s.early, pid)
+		p.exited <- e.res
+	} else {
+		s.procs[pid] = p
+	}
+	// Orphans nobody claimed: forget them after a while.
+	for other, e := range s.early {
+		if time.Since(e.at) > time.Minute {
+			delete(s.early, other)
+		}
+	}
+}
+
+func (s *Server) zygoteExited(lang string, pid int) {
+	s.zygoteMu.Lock()
+	z := s.zygotes[lang]
+	s.zygoteMu.Unlock()
+	if z != nil && z.pid == pid {
+		z.kill()
+	}
+}
+
+// userDirs are where the sandbox user can write; Reset empties them.
+var userDirs = []struct {
+	path string
+	mode os.FileMode
+	user bool
+}{
+	{"/tmp", 0o1777, false}, {"/var/tmp", 0o1777, false}, {"/dev/shm", 0o1777, false},
+	{"/workspace", 0o755, true}, {"/home/user", 0o755, true},
+}
+
+// reset returns the sandbox to a fresh state for the next execution: every process
+// of the user (not root's, not a zygote's standby waiting for its request) is killed
+// and every place the user can write is emptied.
+func (s *Server) reset() error {
+	keep := s.standbyPIDs()
+	for range 50 {
+		if killUserProcesses(keep) == 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	var errs []error
+	for _, d := range userDirs {
+		entries, err := os.ReadDir(d.path)
+		if err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(d.path, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := os.MkdirAll(d.path, d.mode); err == nil {
+			_ = os.Chmod(d.path, d.mode)
+			if d.user {
+				_ = os.Chown(d.path, 1000, 1000)
+			}
+		}
+	}
+	s.execMu.Lock()
+	made := s.madeDirs
+	s.madeDirs = nil
+	s.execMu.Unlock()
+	for _, d := range made {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killUserProcesses SIGKILLs every process whose real uid is not root, but those in
+// keep, and returns how many it found.
+func killUserProcesses(keep map[int]bool) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 || keep[pid] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 && f[0] != "0" {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
+}
+
+// exited delivers the end of process pid to its execution, or keeps it for a
+// registration still to come. Called with forkMu held.
+func (s *Server) exited(pid int, res waitResult) {
+	if p := s.procs[pid]; p != nil {
+		delete(s.procs, pid)
+		p.exited <- res
+		return
+	}
+	s.early[pid] = earlyExit{res: res, at: time.Now()}
 }
 
 // reap is PID 1's duty: collect every child that exits. Exits of execution main
@@ -528,10 +738,13 @@ func (s *Server) reap(sigs <-chan os.Signal) {
 			if err != nil || pid <= 0 {
 				break
 			}
-			if p := s.procs[pid]; p != nil {
-				delete(s.procs, pid)
-				p.exited <- waitResult{status: ws, rusage: ru}
+			if lang, ok := s.zygotePIDs[pid]; ok {
+				delete(s.zygotePIDs, pid)
+				s.logf("%s zygote exited: %v", lang, ws)
+				go s.zygoteExited(lang, pid)
+				continue
 			}
+			s.exited(pid, waitResult{status: ws, rusage: ru})
 		}
 		s.forkMu.Unlock()
 	}

@@ -46,6 +46,8 @@ func toAPIError(err error) *apiError {
 		return newError(http.StatusNotImplemented, "not_available", err.Error())
 	case errors.Is(err, engine.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return newError(http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, store.ErrConflict):
+		return newError(http.StatusConflict, "conflict", "already exists")
 	case errors.Is(err, engine.ErrBusy):
 		return &apiError{status: http.StatusServiceUnavailable, code: "busy", msg: err.Error(), retryAfter: time.Second}
 	case errors.Is(err, sandbox.ErrUnavailable):

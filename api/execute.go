@@ -244,7 +244,9 @@ type ExecuteResponse struct {
 	Mode            string `json:"mode"`
 	Language        string `json:"language,omitempty"`
 	SnapshotID      string `json:"snapshot_id,omitempty"`
-	Usage           usage  `json:"usage"`
+	// Warm is true when a cached execution reused a warm sandbox.
+	Warm  bool  `json:"warm"`
+	Usage usage `json:"usage"`
 }
 
 type usage struct {
@@ -289,6 +291,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		DurationMS:      res.Duration.Milliseconds(),
 		Mode:            res.Mode,
 		Language:        res.Language,
+		Warm:            res.Warm,
 		Usage: usage{
 			CPUMS:        res.CPUTime.Milliseconds(),
 			MemoryPeakMB: (res.MemoryPeakBytes + (1<<20 - 1)) >> 20,

@@ -39,6 +39,11 @@ func (s *Server) routes() {
 	s.handle("GET /health", s.health)
 	s.handle("POST /api/v1/execute", s.authenticate(ScopeExecute, s.execute))
 	s.handle("GET /api/v1/executions/{id}", s.authenticate(ScopeExecute, s.getExecution))
+	s.handle("POST /api/v1/prewarm", s.authenticate(ScopeExecute, s.prewarm))
+	s.handle("GET /api/v1/pools", s.authenticate(ScopeExecute, s.pools))
+	s.handle("POST /api/v1/keys", s.authenticate(ScopeAdmin, s.createKey))
+	s.mux.HandleFunc("GET /api/v1/keys", s.authenticate(ScopeAdmin, s.listKeys))
+	s.handle("DELETE /api/v1/keys/{id}", s.authenticate(ScopeAdmin, s.revokeKey))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, newError(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

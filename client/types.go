@@ -104,6 +104,8 @@ type ExecuteResult struct {
 	// TimedOut reports that the program was stopped at its time limit.
 	TimedOut bool `json:"timed_out"`
 	// OOMKilled reports that the program was killed for exceeding its memory limit.
+	// Warm is true when a cached execution reused a warm sandbox.
+	Warm      bool `json:"warm"`
 	OOMKilled bool `json:"oom_killed"`
 	// Error explains a StatusError (or other platform trouble); often empty.
 	Error string `json:"error,omitempty"`

@@ -32,10 +32,17 @@ type Config struct {
 	// StockSize is how many pre-booted, never-used sandboxes are kept ready for
 	// ephemeral executions; 0 boots one per request.
 	StockSize int
+	// StockLanguages are the languages whose zygote stocked sandboxes start ahead.
+	StockLanguages []string
 	// MaxSandboxes caps the sandboxes alive at once; a request beyond it is answered
-	// ErrBusy. 0 means no cap.
+	// ErrBusy (after evicting an idle warm sandbox, if there is one). 0: no cap.
 	MaxSandboxes int
-	Logger       *slog.Logger
+	// PoolIdleTimeout destroys a warm sandbox idle for longer; 0 keeps them.
+	PoolIdleTimeout time.Duration
+	// MaxWarmMemoryMB caps the memory held by idle warm sandboxes together; the
+	// least recently used go first. 0: no cap.
+	MaxWarmMemoryMB int
+	Logger          *slog.Logger
 }
 
 // Engine runs executions. It is safe for concurrent use.
@@ -45,6 +52,7 @@ type Engine struct {
 	driver sandbox.Driver
 	store  *store.Store
 	stock  *stock
+	pool   *pool
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -66,6 +74,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: cfg, log: cfg.Logger, driver: driver, store: st, ctx: ctx, cancel: cancel}
 	e.stock = newStock(e, cfg.StockSize)
+	e.pool = newPool(e)
 	return e
 }
 
@@ -86,8 +95,63 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.cancel()
 	e.stock.close()
+	e.pool.close()
 	e.bg.Wait()
 	return nil
+}
+
+// Pools returns the warm pool statistics of an account ("" for every account).
+func (e *Engine) Pools(account string) []PoolStats { return e.pool.snapshot(account) }
+
+// StockStats describes the stock of never-used sandboxes.
+type StockStats struct {
+	Target    int
+	Ready     int
+	Booted    int64
+	Languages []string
+}
+
+// Stock returns the stock's statistics.
+func (e *Engine) Stock() StockStats {
+	e.stock.mu.Lock()
+	defer e.stock.mu.Unlock()
+	return StockStats{Target: e.stock.size, Ready: len(e.stock.ready), Booted: e.stock.booted, Languages: e.cfg.StockLanguages}
+}
+
+// Prewarm readies count warm sandboxes (with the language's zygote running) in the
+// account's pool for image, and returns how many it added. It stops early, without
+// error, when the sandbox cap leaves no room.
+func (e *Engine) Prewarm(ctx context.Context, account, image, language string, count int) (int, error) {
+	r := Request{Account: account, Image: image, Language: language, Code: "pass", Mode: ModeCached}
+	if err := r.normalize(e.cfg.Limits); err != nil {
+		return 0, err
+	}
+	if count < 1 || count > 32 {
+		return 0, invalid("count must be between 1 and 32")
+	}
+	k := poolKey{account: account, image: r.Image}
+	spec := sandbox.Spec{Image: r.Image, CPUCores: r.CPUCores, MemoryMB: r.MemoryMB}
+	added := 0
+	for range count {
+		p := e.pool
+		p.mu.Lock()
+		st := p.statsFor(k)
+		st.InUse++
+		p.mu.Unlock()
+		b, err := e.fresh(ctx, spec)
+		if err != nil {
+			p.release(k)
+			if errors.Is(err, ErrBusy) && added > 0 {
+				break
+			}
+			return added, err
+		}
+		p.count(k, func(st *PoolStats) { st.Boots++ })
+		e.warmUp(ctx, b, []string{r.Language})
+		p.put(k, b, true)
+		added++
+	}
+	return added, nil
 }
 
 // Health reports whether the sandbox runtime works, and its version.
@@ -129,6 +193,8 @@ type Result struct {
 	CPUTime         time.Duration
 	MemoryPeakBytes int64
 	CostMicroUSD    int64
+	// Warm reports that a cached execution reused an idle warm sandbox.
+	Warm bool
 }
 
 func newID(prefix string) string {
@@ -158,19 +224,48 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	e.mu.Unlock()
 	defer e.runs.Done()
 
+	// The sandbox comes first: a request refused for capacity leaves no record.
+	spec := sandbox.Spec{Image: req.Image, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB}
+	key := poolKey{account: req.Account, image: req.Image}
+	var b *box
+	var warm bool
+	switch req.Mode {
+	case ModeCached:
+		b, warm, err = e.pool.take(ctx, key, spec)
+	default:
+		b, err = e.fresh(ctx, spec)
+	}
+	if err != nil {
+		return nil, err
+	}
+
 	rec := store.Execution{
 		ID: newID("exec_"), Account: req.Account, KeyID: req.KeyID, Mode: req.Mode,
 		Language: req.Language, Image: req.Image, Status: store.StatusRunning, CreatedAt: time.Now(),
 	}
 	if err := e.store.CreateExecution(ctx, rec); err != nil {
+		e.giveBack(key, &req, b, nil)
 		return nil, fmt.Errorf("recording execution: %w", err)
 	}
-	log := e.log.With("execution", rec.ID)
-	res, runErr := e.runEphemeral(ctx, log, &req, argv)
+	log := e.log.With("execution", rec.ID, "sandbox", b.ID())
+	// Python runs in a process forked from the sandbox's zygote when one is ready
+	// (always for a warm pool, which keeps its zygote; for a never-used sandbox only
+	// if the stock started it, since starting one costs more than it saves once).
+	useZygote := zygoteLanguage(req.Language) != "" && req.Command == "" && (req.Mode == ModeCached || b.isWarm(req.Language))
+	res, runErr := e.runIn(ctx, log, b, &req, argv, useZygote)
+	if useZygote && runErr == nil {
+		b.mu.Lock()
+		if !b.isWarmLocked(req.Language) {
+			b.warm = append(b.warm, req.Language)
+		}
+		b.mu.Unlock()
+	}
+	e.giveBack(key, &req, b, res)
 	if runErr != nil {
 		res = &Result{Status: store.StatusError, ExitCode: -1, Error: "the platform failed to run the execution"}
 		log.Error("execution failed", "err", runErr)
 	}
+	res.Warm = warm
 	res.ExecutionID, res.Mode, res.Language = rec.ID, req.Mode, req.Language
 	res.CostMicroUSD = Price(req.Mode, res.CPUTime, res.MemoryPeakBytes, res.Duration)
 
@@ -194,16 +289,31 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// runEphemeral runs argv in a never-used sandbox and destroys the sandbox after.
-func (e *Engine) runEphemeral(ctx context.Context, log *slog.Logger, req *Request, argv []string) (*Result, error) {
-	spec := sandbox.Spec{Image: req.Image, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB}
-	sb, err := e.stock.take(ctx, spec)
-	if err != nil {
-		return nil, err
+// giveBack hands a sandbox back after an execution: an ephemeral one is destroyed;
+// a cached one returns to its pool unless the execution crashed, broke a limit or
+// lost the sandbox (res nil: it never ran).
+func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
+	if req.Mode != ModeCached {
+		e.destroyLater(b)
+		return
 	}
-	defer e.destroyLater(sb)
-	log = log.With("sandbox", sb.ID())
-	return e.runIn(ctx, log, sb, req, argv)
+	healthy := res != nil && (res.Status == store.StatusSucceeded || res.Status == store.StatusFailed) &&
+		!res.OOMKilled && !res.TimedOut && !res.StdoutTruncated && !res.StderrTruncated && res.ExitCode < 128
+	select {
+	case <-b.Agent().Done():
+		healthy = false
+	default:
+	}
+	if res == nil {
+		e.pool.release(k)
+		e.destroyLater(b)
+		return
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.pool.put(k, b, healthy)
+	}()
 }
 
 // destroyLater destroys a sandbox off the request's path.
@@ -216,16 +326,18 @@ func (e *Engine) destroyLater(sb sandbox.Sandbox) {
 		if err := sb.Destroy(ctx); err != nil {
 			e.log.Warn("destroying sandbox", "sandbox", sb.ID(), "err", err)
 		}
+		e.stock.signal() // a slot is free: the stock may refill
 	}()
 }
 
-// runIn runs one process in sb and collects its result.
-func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb sandbox.Sandbox, req *Request, argv []string) (*Result, error) {
+// runIn runs one process in sb and collects its result; python code goes to the
+// sandbox's zygote when useZygote is set.
+func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Request, argv []string, useZygote bool) (*Result, error) {
 	l := e.cfg.Limits
 	stdout := &cappedBuffer{max: l.MaxOutputBytes}
 	stderr := &cappedBuffer{max: l.MaxOutputBytes}
 	start := time.Now()
-	ex, err := sb.Agent().Start(agent.ExecRequest{
+	er := agent.ExecRequest{
 		Argv:           argv,
 		Env:            environment(req),
 		Dir:            req.WorkingDir,
@@ -237,7 +349,11 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb sandbox.Sandbox
 		MaxProcs:       l.MaxProcs,
 		MaxOpenFiles:   l.MaxOpenFiles,
 		MaxFileBytes:   l.MaxFileBytes,
-	}, agent.Output{Stdout: stdout, Stderr: stderr})
+	}
+	if useZygote {
+		er.Zygote, er.Code = zygoteLanguage(req.Language), req.Code
+	}
+	ex, err := sb.Agent().Start(er, agent.Output{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)
 	}
@@ -274,7 +390,12 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb sandbox.Sandbox
 		OOMKilled:       stats.OOMKilled,
 		Duration:        elapsed,
 		CPUTime:         time.Duration(st.UserMS+st.SystemMS) * time.Millisecond,
-		MemoryPeakBytes: max(stats.MemoryPeakBytes, st.MaxRSSKB<<10),
+		MemoryPeakBytes: st.MaxRSSKB << 10,
+	}
+	if req.Mode != ModeCached {
+		// A never-used sandbox's peak is the execution's own (its writable layer
+		// and the sandbox's kernel included); a warm one's spans earlier runs.
+		res.MemoryPeakBytes = max(res.MemoryPeakBytes, stats.MemoryPeakBytes)
 	}
 	if st.DurationMS > 0 {
 		res.Duration = time.Duration(st.DurationMS) * time.Millisecond

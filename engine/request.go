@@ -23,7 +23,7 @@ const (
 var allModes = []string{ModeEphemeral, ModeCached, ModeCheckpointed, ModeBranched, ModePersistent}
 
 // availableModes are the modes this version serves.
-var availableModes = []string{ModeEphemeral}
+var availableModes = []string{ModeEphemeral, ModeCached}
 
 // Request is one execution as the engine sees it (decoded and defaulted by the API).
 type Request struct {

@@ -9,17 +9,20 @@ import (
 	"github.com/faas-platform/faas/sandbox"
 )
 
-// stock keeps pre-booted, never-used sandboxes of the default spec so an ephemeral
-// execution skips the boot. Each is handed out once and destroyed after its one
-// execution; the stock refills in the background.
+// stock keeps pre-booted, never-used sandboxes of the default spec, with the
+// zygotes of StockLanguages already running, so a request skips the boot and the
+// interpreter start. A stocked sandbox is handed out once: to an ephemeral
+// execution (destroyed after) or to an account's warm pool (never to another
+// account). The stock refills in the background.
 type stock struct {
 	e      *Engine
 	size   int
 	mu     sync.Mutex
-	ready  []sandbox.Sandbox
+	ready  []*box
 	kick   chan struct{}
 	done   chan struct{}
 	closed bool
+	booted int64
 }
 
 func newStock(e *Engine, size int) *stock {
@@ -46,45 +49,72 @@ func (s *stock) signal() {
 	}
 }
 
-// take returns a never-used sandbox for spec: from the stock when one is ready
-// (resized to spec's limits), otherwise a newly created one.
-func (s *stock) take(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
-	if max := s.e.cfg.MaxSandboxes; max > 0 && s.e.driver.Live() >= max {
-		return nil, fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, max)
-	}
+// pop returns a stocked sandbox, or nil.
+func (s *stock) pop() *box {
 	for {
 		s.mu.Lock()
-		var sb sandbox.Sandbox
-		if n := len(s.ready); n > 0 && spec.Image == "host" {
-			sb = s.ready[n-1]
+		var b *box
+		if n := len(s.ready); n > 0 {
+			b = s.ready[n-1]
 			s.ready = s.ready[:n-1]
 		}
 		s.mu.Unlock()
-		if sb == nil {
-			break
+		if b == nil {
+			return nil
 		}
 		s.signal()
 		select {
-		case <-sb.Agent().Done():
-			s.e.destroyLater(sb) // died while waiting; take another
+		case <-b.Agent().Done():
+			s.e.destroyLater(b) // died while waiting; take another
 			continue
 		default:
+			return b
 		}
-		if r, ok := sb.(sandbox.Resizer); ok {
-			if err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB); err == nil {
-				return sb, nil
-			} else {
-				s.e.log.Warn("resizing stocked sandbox", "sandbox", sb.ID(), "err", err)
-			}
-		}
-		s.e.destroyLater(sb)
-		break
 	}
-	sb, err := s.e.driver.Create(ctx, spec)
+}
+
+// fresh returns a never-used sandbox for spec: from the stock when one is ready
+// (resized to spec's limits), otherwise a newly created one. At the sandbox cap it
+// evicts an idle pooled sandbox, or fails with ErrBusy.
+func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
+	if spec.Image == "host" {
+		if b := e.stock.pop(); b != nil {
+			r, ok := b.Sandbox.(sandbox.Resizer)
+			if !ok {
+				return b, nil
+			}
+			err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB)
+			if err == nil {
+				return b, nil
+			}
+			e.log.Warn("resizing stocked sandbox", "sandbox", b.ID(), "err", err)
+			e.destroyLater(b)
+		}
+	}
+	if err := e.makeRoom(ctx); err != nil {
+		return nil, err
+	}
+	sb, err := e.driver.Create(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("creating sandbox: %w", err)
 	}
-	return sb, nil
+	return &box{Sandbox: sb}, nil
+}
+
+// makeRoom makes sure one more sandbox may be created: below the cap, or after
+// evicting the least recently used idle pooled sandbox.
+func (e *Engine) makeRoom(ctx context.Context) error {
+	max := e.cfg.MaxSandboxes
+	if max <= 0 || e.driver.Live() < max {
+		return nil
+	}
+	if b := e.pool.evictOldest(); b != nil {
+		_ = b.Destroy(ctx)
+		if e.driver.Live() < max {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, max)
 }
 
 func (s *stock) refill() {
@@ -98,6 +128,9 @@ func (s *stock) refill() {
 		case <-s.kick:
 		}
 		for s.len() < s.size {
+			if max := s.e.cfg.MaxSandboxes; max > 0 && s.e.driver.Live() >= max {
+				break // the stock never takes the last slots from requests
+			}
 			sb, err := s.e.driver.Create(s.e.ctx, spec)
 			if err != nil {
 				if s.e.ctx.Err() != nil {
@@ -111,13 +144,16 @@ func (s *stock) refill() {
 				}
 				continue
 			}
+			b := &box{Sandbox: sb}
+			s.e.warmUp(s.e.ctx, b, s.e.cfg.StockLanguages)
 			s.mu.Lock()
 			if s.closed {
 				s.mu.Unlock()
-				s.e.destroyLater(sb)
+				s.e.destroyLater(b)
 				return
 			}
-			s.ready = append(s.ready, sb)
+			s.ready = append(s.ready, b)
+			s.booted++
 			s.mu.Unlock()
 		}
 	}
@@ -132,7 +168,7 @@ func (s *stock) close() {
 	ready := s.ready
 	s.ready = nil
 	s.mu.Unlock()
-	for _, sb := range ready {
-		s.e.destroyLater(sb)
+	for _, b := range ready {
+		s.e.destroyLater(b)
 	}
 }

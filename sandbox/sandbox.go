@@ -48,6 +48,7 @@ type Spec struct {
 type Stats struct {
 	CPUTime         time.Duration // all CPU the sandbox used, user and system
 	MemoryPeakBytes int64         // highest memory use of the whole sandbox
+	MemoryBytes     int64         // memory use now
 	OOMKilled       bool          // the memory limit killed something in it
 }
 

@@ -24,6 +24,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the API server", runServe},
 		{"run", "run code in a sandbox through a server", runRun},
+		{"bench", "measure latency against baselines", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -32,7 +32,10 @@ type serveConfig struct {
 	runsc       string
 	agent       string
 	stock       int
+	stockLangs  string
 	maxSandbox  int
+	poolIdle    time.Duration
+	maxWarmMB   int
 	logLevel    string
 	debugRunsc  bool
 	shutdownDur time.Duration
@@ -44,6 +47,13 @@ type serveConfig struct {
 func envOr(name, def string) string {
 	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
 		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(strings.TrimSpace(os.Getenv(name))); err == nil {
+		return d
 	}
 	return def
 }
@@ -79,6 +89,9 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.runsc, "runsc", envOr("FAAS_RUNSC", besideExecutable("runsc")), "static runsc binary (env FAAS_RUNSC)")
 	fs.StringVar(&c.agent, "agent", envOr("FAAS_AGENT", besideExecutable("faas-agent")), "faas-agent binary (env FAAS_AGENT)")
 	fs.IntVar(&c.stock, "stock", envInt("FAAS_STOCK", 2), "pre-booted sandboxes kept ready for ephemeral executions (env FAAS_STOCK)")
+	fs.StringVar(&c.stockLangs, "stock-languages", envOr("FAAS_STOCK_LANGUAGES", "python"), "languages whose interpreter stocked sandboxes start ahead, comma-separated; \"none\" for none (env FAAS_STOCK_LANGUAGES)")
+	fs.DurationVar(&c.poolIdle, "pool-idle-timeout", envDuration("FAAS_POOL_IDLE_TIMEOUT", 5*time.Minute), "destroy warm sandboxes idle this long (env FAAS_POOL_IDLE_TIMEOUT)")
+	fs.IntVar(&c.maxWarmMB, "max-warm-memory-mb", envInt("FAAS_MAX_WARM_MEMORY_MB", 4096), "memory idle warm sandboxes may hold together (env FAAS_MAX_WARM_MEMORY_MB)")
 	fs.IntVar(&c.maxSandbox, "max-sandboxes", envInt("FAAS_MAX_SANDBOXES", 64), "most sandboxes alive at once; more requests get 503 (env FAAS_MAX_SANDBOXES)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("FAAS_LOG_LEVEL", "info"), "debug, info, warn or error (env FAAS_LOG_LEVEL)")
 	fs.BoolVar(&c.debugRunsc, "debug-runsc", os.Getenv("FAAS_DEBUG_RUNSC") != "", "keep runsc debug logs in the data dir (env FAAS_DEBUG_RUNSC)")
@@ -159,7 +172,21 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		return err
 	}
 
-	eng := engine.New(engine.Config{Limits: c.limits, StockSize: c.stock, MaxSandboxes: c.maxSandbox, Logger: log}, driver, st)
+	var langs []string
+	for _, l := range strings.Split(c.stockLangs, ",") {
+		if l = strings.TrimSpace(l); l != "" && l != "none" {
+			langs = append(langs, l)
+		}
+	}
+	eng := engine.New(engine.Config{
+		Limits:          c.limits,
+		StockSize:       c.stock,
+		StockLanguages:  langs,
+		MaxSandboxes:    c.maxSandbox,
+		PoolIdleTimeout: c.poolIdle,
+		MaxWarmMemoryMB: c.maxWarmMB,
+		Logger:          log,
+	}, driver, st)
 	srv := &http.Server{
 		Handler:           api.New(eng, st, log, version),
 		ReadHeaderTimeout: 10 * time.Second,

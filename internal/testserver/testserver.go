@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -329,6 +330,23 @@ func (s *Server) DoWithKey(ctx context.Context, key, method, path string, body [
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, resp.Header
+}
+
+// NewKey creates an API key for a new account through the admin API and returns it.
+func (s *Server) NewKey(ctx context.Context, scopes ...string) string {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"name": "test", "scopes": scopes})
+	status, b, _ := s.Do(ctx, "POST", "/api/v1/keys", body)
+	var k struct{ Key string }
+	if status != http.StatusCreated || json.Unmarshal(b, &k) != nil || k.Key == "" {
+		s.t.Fatalf("creating a key: %d %s", status, b)
+	}
+	return k.Key
+}
+
+// ClientWithKey returns a Go SDK client using key.
+func (s *Server) ClientWithKey(key string) *client.Client {
+	return client.New(s.URL, key, client.WithRetries(0))
 }
 
 type syncBuffer struct {

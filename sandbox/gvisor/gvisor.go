@@ -359,6 +359,9 @@ func (s *Sandbox) Stats(ctx context.Context) (sandbox.Stats, error) {
 	} else {
 		return st, fmt.Errorf("reading memory use of %s: %w", s.id, err)
 	}
+	if v, err := readInt(filepath.Join(mem, "memory.usage_in_bytes")); err == nil {
+		st.MemoryBytes = v
+	}
 	if b, err := os.ReadFile(filepath.Join(mem, "memory.oom_control")); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "oom_kill "); ok && strings.TrimSpace(v) != "0" {

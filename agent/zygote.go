@@ -1,0 +1,272 @@
+package agent
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+//go:embed zygote.py
+var zygotePython string
+
+// zygote is a pre-started interpreter that forks processes ahead of time, each
+// ready to become one execution (see zygote.py). Those standby processes are the
+// agent's children (re-parented to PID 1), reaped by its reaper like any other; the
+// agent sends each its request directly over the control socket the zygote handed
+// over, and asks the zygote for a replacement.
+type zygote struct {
+	language string
+	config   Warm // the identity and limits its processes get
+	pid      int
+	sock     int // our end of the SOCK_SEQPACKET pair
+	standbys chan standby
+	gone     chan struct{} // closed by kill
+
+	mu      sync.Mutex
+	dead    bool
+	waiting map[int]bool // pids of standbys not handed out yet
+}
+
+// standby is a process waiting to become an execution.
+type standby struct {
+	PID     int    `json:"pid"`
+	Cgroup  string `json:"cgroup"`
+	control int    // its end is in the process; ours takes the request
+}
+
+var errZygoteDead = errors.New("zygote is not running")
+
+// zygoteFor returns the language's running zygote for processes configured as w,
+// starting it if needed.
+func (s *Server) zygoteFor(w Warm) (*zygote, error) {
+	s.zygoteMu.Lock()
+	defer s.zygoteMu.Unlock()
+	if z := s.zygotes[w.Language]; z != nil && !z.isDead() {
+		if z.config != w {
+			return nil, fmt.Errorf("the %s zygote serves other limits", w.Language)
+		}
+		return z, nil
+	}
+	z, err := s.startZygote(w)
+	if err != nil {
+		return nil, err
+	}
+	s.zygotes[w.Language] = z
+	return z, nil
+}
+
+// warmOf is the zygote configuration a request needs.
+func warmOf(req ExecRequest) Warm {
+	return Warm{Language: req.Zygote, UID: req.UID, GID: req.GID, MaxProcs: req.MaxProcs, MaxOpenFiles: req.MaxOpenFiles, MaxFileBytes: req.MaxFileBytes}
+}
+
+func (z *zygote) isDead() bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.dead
+}
+
+func (s *Server) startZygote(w Warm) (*zygote, error) {
+	language := w.Language
+	if language != "python" {
+		return nil, fmt.Errorf("no zygote for %q", language)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "zygote-socket")
+	defer theirs.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		syscall.Close(fds[0])
+		return nil, err
+	}
+	defer devnull.Close()
+	python, err := lookPath("python3", nil)
+	if err != nil {
+		syscall.Close(fds[0])
+		return nil, err
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"},
+		Files: []uintptr{devnull.Fd(), os.Stderr.Fd(), os.Stderr.Fd(), theirs.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+	s.forkMu.Lock()
+	cfg := map[string]any{
+		"uid": w.UID, "gid": w.GID,
+		"rlimits": rlimitsOf(ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes}),
+	}
+	if s.cgroups {
+		cfg["cgroup_root"] = cgroupRoot
+	}
+	cfgJSON, _ := json.Marshal(cfg)
+	pid, err := syscall.ForkExec(python, []string{"python3", "-I", "-c", zygotePython, string(cfgJSON)}, attr)
+	if err == nil {
+		s.zygotePIDs[pid] = language
+	}
+	s.forkMu.Unlock()
+	if err != nil {
+		syscall.Close(fds[0])
+		return nil, fmt.Errorf("starting %s zygote: %w", language, err)
+	}
+	z := &zygote{language: language, config: w, pid: pid, sock: fds[0], standbys: make(chan standby, 16), gone: make(chan struct{}), waiting: make(map[int]bool)}
+	// Wait for it to say it is ready, but not forever.
+	tv := syscall.Timeval{Sec: 20}
+	_ = syscall.SetsockoptTimeval(z.sock, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 256)
+	n, err := syscall.Read(z.sock, buf)
+	if err != nil || n <= 0 {
+		z.kill()
+		return nil, fmt.Errorf("%s zygote did not start: %v", language, err)
+	}
+	_ = syscall.SetsockoptTimeval(z.sock, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{})
+	go s.readZygote(z)
+	return z, nil
+}
+
+// readZygote receives standby processes from the zygote until it dies.
+func (s *Server) readZygote(z *zygote) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, syscall.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := syscall.Recvmsg(z.sock, buf, oob, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		var sb standby
+		sb.control = -1
+		if msgs, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if fds, err := syscall.ParseUnixRights(&m); err == nil {
+					for _, fd := range fds {
+						if sb.control < 0 {
+							sb.control = fd
+						} else {
+							syscall.Close(fd)
+						}
+					}
+				}
+			}
+		}
+		if json.Unmarshal(buf[:n], &sb) != nil || sb.control < 0 {
+			if sb.control >= 0 {
+				syscall.Close(sb.control)
+			}
+			continue
+		}
+		syscall.CloseOnExec(sb.control)
+		z.mu.Lock()
+		z.waiting[sb.PID] = true
+		z.mu.Unlock()
+		select {
+		case z.standbys <- sb:
+		default:
+			z.mu.Lock()
+			delete(z.waiting, sb.PID)
+			z.mu.Unlock()
+			syscall.Close(sb.control) // more than we asked for; it exits on EOF
+		}
+	}
+	z.kill()
+}
+
+// kill stops the zygote; requests waiting for it fail. Processes it started go on:
+// they are re-parented to the agent, which reaps them.
+func (z *zygote) kill() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if !z.dead {
+		z.dead = true
+		_ = syscall.Kill(z.pid, syscall.SIGKILL)
+		_ = syscall.Shutdown(z.sock, syscall.SHUT_RDWR)
+		close(z.gone)
+	}
+}
+
+type zygoteRequest struct {
+	Code string            `json:"code"`
+	Env  map[string]string `json:"env"`
+	Dir  string            `json:"dir"`
+}
+
+// spawn hands req to one of the zygote's standby processes with the given stdio,
+// and returns its pid and cgroup.
+func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, error) {
+	env := make(map[string]string, len(req.Env))
+	for _, kv := range req.Env {
+		for i := 0; i < len(kv); i++ {
+			if kv[i] == '=' {
+				env[kv[:i]] = kv[i+1:]
+				break
+			}
+		}
+	}
+	payload, err := json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
+	if err != nil {
+		return 0, "", err
+	}
+	var sb standby
+	select {
+	case sb = <-z.standbys:
+	case <-z.gone:
+		return 0, "", errZygoteDead
+	case <-time.After(20 * time.Second):
+		return 0, "", errors.New("no standby process from the zygote")
+	}
+	z.mu.Lock()
+	delete(z.waiting, sb.PID)
+	z.mu.Unlock()
+	if !z.isDead() {
+		_, _ = syscall.Write(z.sock, []byte("more"))
+	}
+	defer syscall.Close(sb.control)
+	rights := syscall.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
+	if err := syscall.Sendmsg(sb.control, payload, rights, nil, 0); err != nil {
+		return 0, "", fmt.Errorf("sending to standby %d: %w", sb.PID, err)
+	}
+	return sb.PID, sb.Cgroup, nil
+}
+
+// standbyPIDs returns the pids of every zygote's waiting standbys.
+func (s *Server) standbyPIDs() map[int]bool {
+	out := map[int]bool{}
+	s.zygoteMu.Lock()
+	defer s.zygoteMu.Unlock()
+	for _, z := range s.zygotes {
+		z.mu.Lock()
+		for pid := range z.waiting {
+			out[pid] = true
+		}
+		z.mu.Unlock()
+	}
+	return out
+}
+
+// rlimitsOf lists the limits a process of req gets (the same for both ways of
+// starting one).
+func rlimitsOf(req ExecRequest) map[string]uint64 {
+	l := map[string]uint64{"core": 0}
+	if req.MaxProcs > 0 {
+		l["nproc"] = uint64(req.MaxProcs)
+	}
+	nofile := req.MaxOpenFiles
+	if nofile <= 0 {
+		nofile = 1024
+	}
+	l["nofile"] = uint64(nofile)
+	if req.MaxFileBytes > 0 {
+		l["fsize"] = uint64(req.MaxFileBytes)
+	}
+	return l
+}

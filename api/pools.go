@@ -1,0 +1,96 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/faas-platform/faas/engine"
+)
+
+// PrewarmRequest is the body of POST /api/v1/prewarm.
+type PrewarmRequest struct {
+	Image    string `json:"image"`
+	Language string `json:"language"`
+	Count    int    `json:"count"`
+}
+
+// PrewarmResponse says how many warm sandboxes were added.
+type PrewarmResponse struct {
+	Image    string `json:"image"`
+	Language string `json:"language"`
+	Added    int    `json:"added"`
+	Pool     pool   `json:"pool"`
+}
+
+type pool struct {
+	Image   string `json:"image"`
+	Idle    int    `json:"idle"`
+	InUse   int    `json:"in_use"`
+	Hits    int64  `json:"hits"`
+	Misses  int64  `json:"misses"`
+	Boots   int64  `json:"boots"`
+	Retired int64  `json:"retired"`
+	Reaped  int64  `json:"reaped"`
+	Evicted int64  `json:"evicted"`
+}
+
+func toPool(st engine.PoolStats) pool {
+	return pool{Image: st.Image, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
+		Boots: st.Boots, Retired: st.Retired, Reaped: st.Reaped, Evicted: st.Evicted}
+}
+
+// PoolsResponse is the body of GET /api/v1/pools: the caller's warm pools and the
+// server's stock of never-used sandboxes.
+type PoolsResponse struct {
+	Pools []pool `json:"pools"`
+	Stock stock  `json:"stock"`
+}
+
+type stock struct {
+	Target    int      `json:"target"`
+	Ready     int      `json:"ready"`
+	Booted    int64    `json:"booted"`
+	Languages []string `json:"languages"`
+}
+
+func (s *Server) prewarm(w http.ResponseWriter, r *http.Request) {
+	var body PrewarmRequest
+	if err := decodeJSON(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Count == 0 {
+		body.Count = 1
+	}
+	if body.Language == "" {
+		body.Language = "python"
+	}
+	acct := principalFrom(r.Context()).Account
+	added, err := s.engine.Prewarm(r.Context(), acct, body.Image, body.Language, body.Count)
+	if err != nil && added == 0 {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := PrewarmResponse{Image: body.Image, Language: body.Language, Added: added}
+	if resp.Image == "" {
+		resp.Image = "host"
+	}
+	for _, st := range s.engine.Pools(acct) {
+		if st.Image == resp.Image {
+			resp.Pool = toPool(st)
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) pools(w http.ResponseWriter, r *http.Request) {
+	resp := PoolsResponse{Pools: []pool{}}
+	for _, st := range s.engine.Pools(principalFrom(r.Context()).Account) {
+		resp.Pools = append(resp.Pools, toPool(st))
+	}
+	ss := s.engine.Stock()
+	resp.Stock = stock{Target: ss.Target, Ready: ss.Ready, Booted: ss.Booted, Languages: ss.Languages}
+	if resp.Stock.Languages == nil {
+		resp.Stock.Languages = []string{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,637 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faas-platform/faas/client"
+)
+
+// runBench is `faas bench`: it starts a real server in this process (temporary
+// data directory, loopback port, its own admin key), measures the platform's
+// latency over HTTP with the Go SDK next to baselines measured in the same run
+// (bare python3 and node on the host, `runsc do`, `docker run` where an engine
+// runs), and writes a Markdown report and an SVG chart of the distributions.
+//
+// Scenarios are a table (benchScenarios); a scenario is one function that
+// returns the durations it measured. A mode this build does not offer answers
+// 501 (or its endpoint does not exist yet): its row says so instead of numbers.
+func runBench(ctx context.Context, args []string) error {
+	o, err := parseBenchArgs(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("faas bench runs gVisor sandboxes (an in-process server and runsc do) and needs root")
+	}
+	for _, p := range []struct{ what, path string }{{"runsc", o.runsc}, {"faas-agent", o.agent}} {
+		if err := checkExecutableFile(p.path); err != nil {
+			return fmt.Errorf("%s: %w (build it, or pass --%s)", p.what, err, p.what)
+		}
+	}
+
+	// A closed pipe on stdout (faas bench | head) must not kill the process
+	// before it has stopped its server and removed its state: writes fail
+	// with EPIPE instead.
+	signal.Ignore(syscall.SIGPIPE)
+
+	tmp, err := os.MkdirTemp(os.TempDir(), "faas-bench-")
+	if err != nil {
+		return err
+	}
+	b := &bench{opts: o, tmp: tmp, progress: os.Stderr}
+	defer func() {
+		// Stop the server (it drains and destroys its sandboxes) before the
+		// directory holding its state goes; also on Ctrl-C, when ctx is done.
+		b.stopServer()
+		if err := os.RemoveAll(tmp); err != nil {
+			fmt.Fprintf(os.Stderr, "faas bench: removing %s: %v\n", tmp, err)
+		}
+	}()
+
+	info := collectMachineInfo(ctx, o)
+	fmt.Fprintf(b.progress, "faas bench: %d runs per scenario (%d warm-up), state in %s\n", o.runs, o.warmup, tmp)
+
+	rows := make([]*benchRow, 0, len(o.scenarios))
+	for _, s := range o.scenarios {
+		rows = append(rows, &benchRow{scenario: s})
+	}
+	// Run the scenarios grouped by the server they need (none, stocked, no
+	// stock), so only one server runs at a time and each starts once; the
+	// report keeps the table's order.
+	order := slices.Clone(rows)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].scenario.server < order[j].scenario.server })
+	failed := 0
+	for _, r := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(b.progress, "  %-22s ", r.scenario.id)
+		start := time.Now()
+		b.runScenario(ctx, r)
+		if ctx.Err() != nil {
+			fmt.Fprintln(b.progress, "interrupted")
+			break
+		}
+		fmt.Fprintf(b.progress, "%s (%.1fs)\n", r.summary(), time.Since(start).Seconds())
+		if r.failed != "" {
+			failed++
+			b.printLogTail()
+		}
+	}
+	b.stopServer()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+
+	report := markdownReport(info, rows, o)
+	fmt.Println()
+	fmt.Print(report)
+	if err := writeFileMkdir(o.out, []byte(report)); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	if err := writeFileMkdir(o.svg, []byte(latencySVG(rows, info))); err != nil {
+		return fmt.Errorf("writing chart: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "\nwrote %s and %s\n", o.out, o.svg)
+	if failed > 0 {
+		return fmt.Errorf("%d scenario(s) failed; see the report", failed)
+	}
+	return nil
+}
+
+// benchOptions are the parsed flags of `faas bench`.
+type benchOptions struct {
+	runs, warmup int
+	out, svg     string
+	runsc, agent string
+	stock        int
+	verbose      bool
+	scenarios    []benchScenario // selected by --only, in table order
+}
+
+const benchUsage = `usage: faas bench [flags]
+
+Starts a faas server in this process (temporary data directory, loopback port),
+measures execution latency over HTTP next to baselines measured in the same
+run, prints a Markdown report and writes it with an SVG chart. Needs root.
+
+scenarios (for --only):
+%s
+flags:`
+
+func parseBenchArgs(args []string, stderr io.Writer) (*benchOptions, error) {
+	def, err := parseServe(nil)
+	if err != nil {
+		return nil, err
+	}
+	o := &benchOptions{}
+	var only string
+	fs := flag.NewFlagSet("faas bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		var names strings.Builder
+		for _, s := range benchScenarios() {
+			fmt.Fprintf(&names, "  %-20s %s\n", s.id, s.name)
+		}
+		fmt.Fprintf(fs.Output(), benchUsage+"\n", names.String())
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&o.runs, "runs", 30, "measured runs per scenario")
+	fs.IntVar(&o.warmup, "warmup", 3, "unmeasured runs before each scenario")
+	fs.StringVar(&o.out, "out", filepath.Join(".bench", "results.md"), "Markdown report `file`")
+	fs.StringVar(&o.svg, "svg", filepath.Join(".bench", "latency.svg"), "SVG chart `file`")
+	fs.StringVar(&only, "only", "", "comma-separated scenario `names` to run (default: all)")
+	fs.StringVar(&o.runsc, "runsc", def.runsc, "static runsc `binary`")
+	fs.StringVar(&o.agent, "agent", def.agent, "faas-agent `binary`")
+	fs.IntVar(&o.stock, "stock", 2, "pre-booted sandboxes of the benchmarked server")
+	fs.BoolVar(&o.verbose, "verbose", false, "show the in-process server's log instead of writing it to a file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{"bench takes no arguments"}
+	}
+	if o.runs < 1 || o.warmup < 0 {
+		return nil, usageError{"--runs must be at least 1 and --warmup not negative"}
+	}
+	if o.stock < 1 {
+		return nil, usageError{"--stock must be at least 1 (the no-stock figure is its own scenario, ephemeral-cold)"}
+	}
+	all := benchScenarios()
+	if only == "" {
+		o.scenarios = all
+		return o, nil
+	}
+	for _, name := range strings.Split(only, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(all, func(s benchScenario) bool { return s.id == name })
+		if i < 0 {
+			return nil, usageError{fmt.Sprintf("--only: unknown scenario %q (see faas bench -h)", name)}
+		}
+		if !slices.ContainsFunc(o.scenarios, func(s benchScenario) bool { return s.id == name }) {
+			o.scenarios = append(o.scenarios, all[i])
+		}
+	}
+	sort.SliceStable(o.scenarios, func(i, j int) bool {
+		return slices.IndexFunc(all, func(s benchScenario) bool { return s.id == o.scenarios[i].id }) <
+			slices.IndexFunc(all, func(s benchScenario) bool { return s.id == o.scenarios[j].id })
+	})
+	return o, nil
+}
+
+// Servers a scenario needs; the order is the order scenarios run in.
+const (
+	noServer      = iota // measures the host only
+	stockedServer        // the benchmarked server, with --stock pre-booted sandboxes
+	coldServer           // a server with no stock: every execution boots a sandbox
+)
+
+// benchScenario is one row of the report.
+type benchScenario struct {
+	id     string // for --only
+	name   string // in the report
+	server int    // noServer, stockedServer or coldServer
+	// target is the goal from DESIGN.md ("Targets"); targetMS its number for
+	// the chart and the met/missed verdict (0: none).
+	target   string
+	targetMS float64
+	goalMS   float64 // the end goal, when stricter than today's target
+	// seed is what the product README claims for it.
+	seed string
+	// run measures the scenario. It returns errNotAvailable when this build
+	// does not offer it, and errSkipped when the machine cannot run it.
+	run func(ctx context.Context, b *bench) (benchResult, error)
+}
+
+// benchResult is what a scenario measured.
+type benchResult struct {
+	durations []time.Duration
+	note      string
+}
+
+// errNotAvailable marks a scenario the server refused with 501 (or whose
+// endpoint does not exist yet): "not available in this build".
+type errNotAvailable struct{ why string }
+
+func (e errNotAvailable) Error() string { return "not available in this build: " + e.why }
+
+// errSkipped marks a scenario the machine cannot run (no Docker engine).
+type errSkipped struct{ why string }
+
+func (e errSkipped) Error() string { return e.why }
+
+const (
+	pythonPrint = "print(1)"
+	nodePrint   = "console.log(1)"
+)
+
+// benchScenarios is the table of scenarios, in report order. Adding a row is
+// one entry here and one function returning durations.
+func benchScenarios() []benchScenario {
+	const (
+		ephemeralTarget = "p50 ≤ 150 ms now, ≤ 50 ms goal"
+		seedEphemeral   = "200 ms"
+	)
+	return []benchScenario{
+		{id: "python3", name: "baseline: bare python3 -c 'print(1)' on the host", server: noServer,
+			target: "baseline", seed: "–", run: hostCommand("/usr/bin/python3", "-c", pythonPrint)},
+		{id: "node", name: "baseline: bare node -e 'console.log(1)' on the host", server: noServer,
+			target: "baseline", seed: "–", run: hostCommand("node", "-e", nodePrint)},
+		{id: "runsc-do", name: "baseline: runsc --network=none do python3 -c 'print(1)'", server: noServer,
+			target: "baseline", seed: "–", run: runscDo},
+		{id: "docker", name: "baseline: docker run --rm python:3 python -c 'print(1)'", server: noServer,
+			target: "baseline", seed: "–", run: dockerRun},
+		{id: "ephemeral-python", name: "ephemeral python print(1), HTTP end to end, stocked", server: stockedServer,
+			target: ephemeralTarget, targetMS: 150, goalMS: 50, seed: seedEphemeral, run: ephemeral(client.LanguagePython, pythonPrint)},
+		{id: "ephemeral-js", name: "ephemeral javascript console.log(1), HTTP end to end, stocked", server: stockedServer,
+			target: ephemeralTarget, targetMS: 150, goalMS: 50, seed: seedEphemeral, run: ephemeral(client.LanguageJavaScript, nodePrint)},
+		{id: "ephemeral-cold", name: "ephemeral python print(1), no stock (sandbox boots per request)", server: coldServer,
+			target: "– (reference: stock exhausted)", seed: seedEphemeral, run: ephemeral(client.LanguagePython, pythonPrint)},
+		{id: "throughput-1", name: "throughput python print(1), 1 client back to back", server: stockedServer,
+			target: "–", seed: "–", run: throughput(1)},
+		{id: "throughput-8", name: "throughput python print(1), 8 concurrent clients", server: stockedServer,
+			target: "–", seed: "–", run: throughput(8)},
+		{id: "cached", name: "cached (warm) python print(1)", server: stockedServer,
+			target: "p50 ≤ 5 ms", targetMS: 5, seed: "5 ms (warm)", run: cachedExecution},
+		{id: "checkpoint", name: "checkpoint of a python session (run + snapshot)", server: stockedServer,
+			target: "p50 ≤ 60 ms", targetMS: 60, seed: "–", run: checkpointExecution},
+		{id: "restore", name: "restore a snapshot and run print(1)", server: stockedServer,
+			target: "–", seed: "–", run: restoreExecution},
+		{id: "branch", name: "branch: 8 children of one snapshot, until every output", server: stockedServer,
+			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution},
+		{id: "instance", name: "persistent instance ready", server: stockedServer,
+			target: "p50 ≤ 300 ms", targetMS: 300, seed: "2000 ms (persistent, cold)", run: instanceReady},
+		{id: "stream", name: "streaming: first stdout byte over WebSocket", server: stockedServer,
+			target: "–", seed: "–", run: streamFirstByte},
+	}
+}
+
+// benchRow is a scenario and what became of it.
+type benchRow struct {
+	scenario    benchScenario
+	result      benchResult
+	unavailable string // why, when the build does not offer it
+	skipped     string // why, when the machine cannot run it
+	failed      string // the error, when it failed
+}
+
+func (r *benchRow) summary() string {
+	switch {
+	case r.unavailable != "":
+		return "not available in this build"
+	case r.skipped != "":
+		return r.skipped
+	case r.failed != "":
+		return "FAILED: " + r.failed
+	}
+	s := summarize(r.result.durations)
+	line := fmt.Sprintf("p50 %s ms  p95 %s ms  (%d runs)", fmtMS(s.p50), fmtMS(s.p95), s.n)
+	if r.result.note != "" {
+		line += "  " + r.result.note
+	}
+	return line
+}
+
+// bench is the state of one `faas bench` run.
+type bench struct {
+	opts     *benchOptions
+	tmp      string
+	progress io.Writer
+	srv      *benchServer // the running server, if any
+}
+
+func (b *bench) runScenario(ctx context.Context, r *benchRow) {
+	res, err := func() (benchResult, error) {
+		if r.scenario.server != noServer {
+			stock := b.opts.stock
+			if r.scenario.server == coldServer {
+				stock = 0
+			}
+			if _, err := b.server(ctx, stock); err != nil {
+				return benchResult{}, err
+			}
+		}
+		return r.scenario.run(ctx, b)
+	}()
+	var na errNotAvailable
+	var sk errSkipped
+	switch {
+	case errors.As(err, &na):
+		r.unavailable = na.why
+	case errors.As(err, &sk):
+		r.skipped = sk.why
+	case err != nil:
+		r.failed = err.Error()
+	default:
+		r.result = res
+	}
+}
+
+// measure runs op warmup times, then runs times, timing each run. prepare,
+// when not nil, runs untimed before every run (to let the server settle).
+func (b *bench) measure(ctx context.Context, prepare, op func(ctx context.Context) error) ([]time.Duration, error) {
+	var ds []time.Duration
+	for i := 0; i < b.opts.warmup+b.opts.runs; i++ {
+		if prepare != nil {
+			if err := prepare(ctx); err != nil {
+				return nil, err
+			}
+		}
+		start := time.Now()
+		if err := op(ctx); err != nil {
+			return nil, err
+		}
+		if d := time.Since(start); i >= b.opts.warmup {
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
+
+// hostCommand measures fork+exec+wait of a program on the host, which must
+// print "1".
+func hostCommand(name string, args ...string) func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			return benchResult{}, errSkipped{name + " is not installed"}
+		}
+		ds, err := b.measure(ctx, nil, func(ctx context.Context) error {
+			return runPrintsOne(exec.CommandContext(ctx, path, args...))
+		})
+		return benchResult{durations: ds}, err
+	}
+}
+
+// runscDo measures `runsc do`: a fresh gVisor sandbox around the host's root
+// filesystem, no network; the floor of any sandbox booted per request.
+func runscDo(ctx context.Context, b *bench) (benchResult, error) {
+	root := filepath.Join(b.tmp, "runsc-do")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return benchResult{}, err
+	}
+	ds, err := b.measure(ctx, nil, func(ctx context.Context) error {
+		return runPrintsOne(exec.CommandContext(ctx, b.opts.runsc, "--root="+root, "--network=none",
+			"do", "/usr/bin/python3", "-c", pythonPrint))
+	})
+	return benchResult{durations: ds}, err
+}
+
+// dockerRun measures `docker run` where a Docker engine answers.
+func dockerRun(ctx context.Context, b *bench) (benchResult, error) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		return benchResult{}, errSkipped{"no Docker engine (docker is not installed)"}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ictx, docker, "info").Run(); err != nil {
+		return benchResult{}, errSkipped{"no Docker engine (docker info fails)"}
+	}
+	ds, err := b.measure(ctx, nil, func(ctx context.Context) error {
+		return runPrintsOne(exec.CommandContext(ctx, docker, "run", "--rm", "--network=none",
+			"python:3", "python", "-c", pythonPrint))
+	})
+	return benchResult{durations: ds}, err
+}
+
+func runPrintsOne(cmd *exec.Cmd) error {
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s: %w: %s", cmd.Path, err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return fmt.Errorf("%s: %w", cmd.Path, err)
+	}
+	if strings.TrimSpace(string(out)) != "1" {
+		return fmt.Errorf("%s printed %q, want 1", cmd.Path, out)
+	}
+	return nil
+}
+
+// ephemeral measures one ephemeral execution end to end over HTTP. Before
+// each run the server is let settle (stock full, the previous sandbox
+// destroyed), so the figure is that of a server under light load.
+func ephemeral(language, code string) func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		req := client.ExecuteRequest{Language: language, Code: code, Mode: client.ModeEphemeral}
+		ds, err := b.measure(ctx, b.srv.waitIdle, func(ctx context.Context) error {
+			return b.srv.executePrintsOne(ctx, req)
+		})
+		return benchResult{durations: ds}, err
+	}
+}
+
+// throughput runs executions back to back from clients at once: the latency
+// of each and the executions per second of the whole. 8 clients run twice as
+// many executions as --runs.
+func throughput(clients int) func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		n := b.opts.runs
+		if clients > 1 {
+			n = max(2*b.opts.runs, 2*clients)
+		}
+		req := client.ExecuteRequest{Language: client.LanguagePython, Code: pythonPrint}
+		if err := b.srv.waitIdle(ctx); err != nil {
+			return benchResult{}, err
+		}
+		jobs := make(chan struct{}, n)
+		for range n {
+			jobs <- struct{}{}
+		}
+		close(jobs)
+		type sample struct {
+			d   time.Duration
+			err error
+		}
+		samples := make(chan sample, n)
+		start := time.Now()
+		for range clients {
+			go func() {
+				for range jobs {
+					t := time.Now()
+					err := b.srv.executePrintsOne(ctx, req)
+					samples <- sample{time.Since(t), err}
+				}
+			}()
+		}
+		var ds []time.Duration
+		var errs []error
+		for range n {
+			s := <-samples
+			if s.err != nil {
+				errs = append(errs, s.err)
+				continue
+			}
+			ds = append(ds, s.d)
+		}
+		wall := time.Since(start)
+		if len(errs) > 0 {
+			return benchResult{}, fmt.Errorf("%d of %d executions failed, first: %w", len(errs), n, errs[0])
+		}
+		return benchResult{durations: ds, note: fmt.Sprintf("%.1f exec/s (%d executions in %.1f s)",
+			float64(n)/wall.Seconds(), n, wall.Seconds())}, nil
+	}
+}
+
+// cachedExecution measures a warm execution in a reused sandbox.
+func cachedExecution(ctx context.Context, b *bench) (benchResult, error) {
+	req := client.ExecuteRequest{Language: client.LanguagePython, Code: pythonPrint, Mode: client.ModeCached}
+	if err := b.srv.executePrintsOne(ctx, req); err != nil {
+		return benchResult{}, notAvailableOr(err, false)
+	}
+	ds, err := b.measure(ctx, nil, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
+	return benchResult{durations: ds}, err
+}
+
+// makeSnapshot runs python code in checkpointed mode and returns the
+// snapshot made after it.
+func (b *bench) makeSnapshot(ctx context.Context) (string, error) {
+	res, err := b.srv.client.Execute(ctx, client.ExecuteRequest{
+		Language: client.LanguagePython, Code: "x = 1\nprint(x)", Mode: client.ModeCheckpointed, CheckpointAfter: true,
+	})
+	if err != nil {
+		return "", notAvailableOr(err, false)
+	}
+	if res.SnapshotID == "" {
+		return "", fmt.Errorf("checkpointed execution %s returned no snapshot_id (status %s: %s)", res.ExecutionID, res.Status, res.Error)
+	}
+	return res.SnapshotID, nil
+}
+
+// checkpointExecution measures a run in checkpointed mode: the code runs,
+// then the session is snapshotted (memory and filesystem).
+func checkpointExecution(ctx context.Context, b *bench) (benchResult, error) {
+	if _, err := b.makeSnapshot(ctx); err != nil {
+		return benchResult{}, err
+	}
+	ds, err := b.measure(ctx, nil, func(ctx context.Context) error {
+		_, err := b.makeSnapshot(ctx)
+		return err
+	})
+	return benchResult{durations: ds}, err
+}
+
+// restoreExecution measures a run in a sandbox restored from one snapshot.
+func restoreExecution(ctx context.Context, b *bench) (benchResult, error) {
+	snap, err := b.makeSnapshot(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", Mode: client.ModeBranched, SnapshotID: snap}
+	if err := b.srv.executePrintsOne(ctx, req); err != nil {
+		return benchResult{}, notAvailableOr(err, false)
+	}
+	ds, err := b.measure(ctx, nil, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
+	return benchResult{durations: ds}, err
+}
+
+// branchExecution measures POST /api/v1/branches with 8 children of one
+// snapshot, each running print(x), until the answer with every output.
+func branchExecution(ctx context.Context, b *bench) (benchResult, error) {
+	snap, err := b.makeSnapshot(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	body := map[string]any{"parent_snapshot": snap, "language": client.LanguagePython, "code": "print(x)", "count": 8}
+	op := func(ctx context.Context) error {
+		return b.srv.post(ctx, "/api/v1/branches", body, nil)
+	}
+	if err := op(ctx); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	ds, err := b.measure(ctx, nil, op)
+	return benchResult{durations: ds}, err
+}
+
+// instanceReady measures POST /api/v1/instances until the instance is
+// answered; each is deleted again before the next run (untimed).
+func instanceReady(ctx context.Context, b *bench) (benchResult, error) {
+	var last string
+	cleanup := func(ctx context.Context) error {
+		if last == "" {
+			return nil
+		}
+		err := b.srv.delete(ctx, "/api/v1/instances/"+last)
+		last = ""
+		return err
+	}
+	defer cleanup(context.WithoutCancel(ctx))
+	create := func(ctx context.Context) error {
+		var inst struct {
+			ID         string `json:"id"`
+			InstanceID string `json:"instance_id"`
+		}
+		if err := b.srv.post(ctx, "/api/v1/instances", map[string]any{"language": client.LanguagePython}, &inst); err != nil {
+			return err
+		}
+		last = cmpOr(inst.InstanceID, inst.ID)
+		return nil
+	}
+	if err := create(ctx); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	ds, err := b.measure(ctx, cleanup, create)
+	return benchResult{durations: ds}, err
+}
+
+// streamFirstByte measures the time from opening the streaming WebSocket to
+// the first stdout frame of print(1).
+func streamFirstByte(ctx context.Context, b *bench) (benchResult, error) {
+	op := func(ctx context.Context) error {
+		return b.srv.streamFirstStdout(ctx, client.LanguagePython, pythonPrint)
+	}
+	if err := op(ctx); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	ds, err := b.measure(ctx, nil, op)
+	return benchResult{durations: ds}, err
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func checkExecutableFile(path string) error {
+	if path == "" {
+		return errors.New("not found")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("not found at %s", path)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	return nil
+}
+
+func writeFileMkdir(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}

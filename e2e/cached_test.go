@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/internal/testserver"
+)
+
+type poolsResponse struct {
+	Pools []struct {
+		Image   string
+		Idle    int
+		InUse   int `json:"in_use"`
+		Hits    int64
+		Misses  int64
+		Boots   int64
+		Retired int64
+		Reaped  int64
+		Evicted int64
+	}
+	Stock struct{ Target, Ready int }
+}
+
+func pools(t *testing.T, s *testserver.Server, key string) poolsResponse {
+	t.Helper()
+	status, b, _ := s.DoWithKey(context.Background(), key, "GET", "/api/v1/pools", nil)
+	var p poolsResponse
+	if status != http.StatusOK || json.Unmarshal(b, &p) != nil {
+		t.Fatalf("pools: %d %s", status, b)
+	}
+	return p
+}
+
+// waitIdle waits until the account's pool has n idle sandboxes (a sandbox returns
+// to its pool just after its execution's answer).
+func waitIdle(t *testing.T, s *testserver.Server, key string, n int) {
+	t.Helper()
+	for range 100 {
+		if p := pools(t, s, key); len(p.Pools) > 0 && p.Pools[0].Idle >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the pool never had %d idle sandboxes: %+v", n, pools(t, s, key))
+}
+
+func cached(t *testing.T, c *client.Client, code string) *client.ExecuteResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: code, TimeoutMS: 20000})
+	if err != nil {
+		t.Fatalf("cached execution: %v", err)
+	}
+	return res
+}
+
+// TestCachedReuseAndReset checks a cached execution reuses the account's warm
+// sandbox, and that nothing an execution leaves (files, processes, module state)
+// reaches the next one.
+func TestCachedReuseAndReset(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\nprint(os.getpid())")
+	if first.Status != "succeeded" || first.Warm {
+		t.Fatalf("first cached execution: %+v", first)
+	}
+	waitIdle(t, s, s.Key, 1)
+	second := cached(t, c, "import os, json, subprocess\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'))")
+	if !second.Warm {
+		t.Fatalf("the second cached execution did not reuse the warm sandbox: %+v", second)
+	}
+	if second.Stdout != "[] False False\n" {
+		t.Errorf("state leaked into the next execution: %q (stderr %q)", second.Stdout, second.Stderr)
+	}
+	p := pools(t, s, s.Key)
+	if len(p.Pools) != 1 || p.Pools[0].Hits < 1 || p.Pools[0].Misses < 1 {
+		t.Errorf("pool stats %+v", p)
+	}
+}
+
+// TestCachedTenants checks warm sandboxes are never shared between accounts.
+func TestCachedTenants(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	keyA := s.NewKey(ctx, "execute")
+	a, b := s.ClientWithKey(keyA), s.ClientWithKey(s.NewKey(ctx, "execute"))
+	// A marks its sandbox's kernel state (hostname is per sandbox and survives Reset).
+	res := cached(t, a, "import socket, os\nprint(open('/proc/sys/kernel/random/boot_id').read().strip())")
+	bootA := strings.TrimSpace(res.Stdout)
+	waitIdle(t, s, keyA, 1)
+	for i := range 3 {
+		res := cached(t, b, "print(open('/proc/sys/kernel/random/boot_id').read().strip())")
+		if strings.TrimSpace(res.Stdout) == bootA {
+			t.Fatalf("account B ran in account A's sandbox (execution %d)", i)
+		}
+		if i == 0 && res.Warm {
+			t.Errorf("B's first cached execution was warm: it can only have been A's sandbox")
+		}
+	}
+	waitIdle(t, s, keyA, 1)
+	res = cached(t, a, "print(open('/proc/sys/kernel/random/boot_id').read().strip())")
+	if !res.Warm || strings.TrimSpace(res.Stdout) != bootA {
+		t.Errorf("A did not get its own warm sandbox back: warm %v boot %q want %q", res.Warm, res.Stdout, bootA)
+	}
+	// Each account sees only its own pool.
+	if p := pools(t, s, s.NewKey(ctx, "execute")); len(p.Pools) != 0 {
+		t.Errorf("a new account sees pools: %+v", p.Pools)
+	}
+}
+
+// TestCachedRetire checks an execution that times out, is killed by a signal or
+// breaks its memory limit retires its sandbox instead of returning it to the pool.
+func TestCachedRetire(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	boot := func() string {
+		return strings.TrimSpace(cached(t, c, "print(open('/proc/sys/kernel/random/boot_id').read().strip())").Stdout)
+	}
+	for _, tc := range []struct{ name, code string }{
+		{"timeout", "while True: pass"},
+		{"signal", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := boot()
+			waitIdle(t, s, s.Key, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: tc.code, TimeoutMS: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Warm {
+				t.Fatalf("the breaking execution did not even run warm: %+v", res)
+			}
+			if res.Status == "succeeded" {
+				t.Fatalf("status %q", res.Status)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if after := boot(); after == before {
+				t.Errorf("the sandbox was reused after a %s", tc.name)
+			}
+		})
+	}
+	if p := pools(t, s, s.Key); p.Pools[0].Retired < 2 {
+		t.Errorf("retired = %d, want >= 2", p.Pools[0].Retired)
+	}
+}
+
+// TestCachedConcurrency runs 50 concurrent cached executions; each must get its own
+// output and exit code.
+func TestCachedConcurrency(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", TimeoutMS: 60000,
+				Code: fmt.Sprintf("import sys\nprint('out-%d')\nprint('err-%d', file=sys.stderr)\nsys.exit(%d)", i, i, i%7)})
+			switch {
+			case err != nil:
+				errs <- err
+			case res.Stdout != fmt.Sprintf("out-%d\n", i) || res.Stderr != fmt.Sprintf("err-%d\n", i) || res.ExitCode != i%7:
+				errs <- fmt.Errorf("request %d: stdout %q stderr %q exit %d", i, res.Stdout, res.Stderr, res.ExitCode)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestPoolManagement checks prewarm, pool sizes, idle reaping and the 503 answer
+// when every sandbox is busy.
+func TestPoolManagement(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{
+		"FAAS_STOCK=0", "FAAS_MAX_SANDBOXES=3", "FAAS_POOL_IDLE_TIMEOUT=2s",
+	}})
+	ctx := context.Background()
+	status, b, _ := s.Do(ctx, "POST", "/api/v1/prewarm", []byte(`{"language":"python","count":2}`))
+	if status != http.StatusOK || !strings.Contains(string(b), `"added":2`) {
+		t.Fatalf("prewarm: %d %s", status, b)
+	}
+	if p := pools(t, s, s.Key); len(p.Pools) != 1 || p.Pools[0].Idle != 2 || p.Pools[0].Boots != 2 {
+		t.Fatalf("after prewarm: %+v", p.Pools)
+	}
+	res := cached(t, s.Client(), "print('warm')")
+	if !res.Warm || res.Stdout != "warm\n" {
+		t.Errorf("prewarmed sandbox not used: %+v", res)
+	}
+	status, b, _ = s.Do(ctx, "POST", "/api/v1/prewarm", []byte(`{"language":"python","count":100}`))
+	if status != http.StatusBadRequest {
+		t.Errorf("prewarm of 100: %d %s", status, b)
+	}
+
+	// Idle sandboxes are reaped after the idle timeout.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p := pools(t, s, s.Key)
+		if p.Pools[0].Idle == 0 && p.Pools[0].Reaped >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle sandboxes not reaped: %+v", p.Pools)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+
+	// Three long executions fill the cap of three sandboxes; a fourth is refused
+	// with 503 and Retry-After rather than queued.
+	other := s.NewKey(ctx, "execute")
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			_, _ = s.Client().Execute(cctx, client.ExecuteRequest{Language: "python", Code: "import time; time.sleep(6)", TimeoutMS: 30000})
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	status, b, hdr := s.DoWithKey(ctx, other, "POST", "/api/v1/execute", []byte(`{"mode":"cached","code":"print(1)"}`))
+	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(string(b), "busy") {
+		t.Errorf("at capacity: %d Retry-After %q %s", status, hdr.Get("Retry-After"), b)
+	}
+	wg.Wait()
+	// Capacity is back once they finish.
+	var ok bool
+	for range 40 {
+		status, _, _ = s.DoWithKey(ctx, other, "POST", "/api/v1/execute", []byte(`{"mode":"cached","code":"print(1)"}`))
+		if status == http.StatusOK {
+			ok = true
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if !ok {
+		t.Errorf("capacity did not come back: %d", status)
+	}
+}

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/faas-platform/faas/agent"
+	"github.com/faas-platform/faas/sandbox"
+)
+
+// box is a sandbox as the engine keeps it: with the languages whose zygote is
+// already running in it.
+type box struct {
+	sandbox.Sandbox
+	mu   sync.Mutex
+	warm []string
+}
+
+func (b *box) isWarm(language string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.isWarmLocked(language)
+}
+
+func (b *box) isWarmLocked(language string) bool { return slices.Contains(b.warm, language) }
+
+// warmUp starts the zygotes of the given languages in the sandbox.
+func (e *Engine) warmUp(ctx context.Context, b *box, languages []string) {
+	for _, lang := range languages {
+		if !slices.Contains(agent.ZygoteLanguages, zygoteLanguage(lang)) || b.isWarm(lang) {
+			continue
+		}
+		if err := b.Agent().Warm(ctx, e.warmConfig(lang)); err != nil {
+			e.log.Warn("starting zygote", "sandbox", b.ID(), "language", lang, "err", err)
+			continue
+		}
+		b.mu.Lock()
+		b.warm = append(b.warm, lang)
+		b.mu.Unlock()
+	}
+}
+
+// zygoteLanguage maps a request language to the zygote that serves it ("" none).
+func zygoteLanguage(lang string) string {
+	if lang == "python" {
+		return "python"
+	}
+	return ""
+}
+
+// warmConfig is the identity and limits every process of this engine gets; zygotes
+// are started for exactly these.
+func (e *Engine) warmConfig(lang string) agent.Warm {
+	l := e.cfg.Limits
+	return agent.Warm{Language: zygoteLanguage(lang), UID: UserUID, GID: UserGID, MaxProcs: l.MaxProcs, MaxOpenFiles: l.MaxOpenFiles, MaxFileBytes: l.MaxFileBytes}
+}

@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/faas-platform/faas/sandbox"
+)
+
+// poolKey identifies a warm pool: sandboxes are only ever reused by the account
+// that first used them, for the same image.
+type poolKey struct {
+	account string
+	image   string
+}
+
+// pooled is an idle sandbox in a warm pool.
+type pooled struct {
+	b        *box
+	key      poolKey
+	idleFrom time.Time
+	memBytes int64 // memory use when it went idle
+}
+
+// PoolStats describes one account's warm pool for one image.
+type PoolStats struct {
+	Account string
+	Image   string
+	Idle    int
+	InUse   int
+	Hits    int64 // executions served by an idle warm sandbox
+	Misses  int64 // executions that needed a fresh one
+	Boots   int64 // fresh sandboxes taken into the pool (from the stock or booted)
+	Retired int64 // destroyed after an execution that crashed or broke a limit
+	Reaped  int64 // destroyed after idling too long
+	Evicted int64 // destroyed to make room (sandbox cap or warm memory cap)
+}
+
+// pool keeps each account's idle warm sandboxes for cached executions.
+type pool struct {
+	e     *Engine
+	mu    sync.Mutex
+	idle  map[poolKey][]*pooled // most recently used last
+	stats map[poolKey]*PoolStats
+	done  chan struct{}
+}
+
+func newPool(e *Engine) *pool {
+	p := &pool{e: e, idle: make(map[poolKey][]*pooled), stats: make(map[poolKey]*PoolStats), done: make(chan struct{})}
+	go p.reapLoop()
+	return p
+}
+
+func (p *pool) statsFor(k poolKey) *PoolStats {
+	st := p.stats[k]
+	if st == nil {
+		st = &PoolStats{Account: k.account, Image: k.image}
+		p.stats[k] = st
+	}
+	return st
+}
+
+// take returns a warm sandbox of the account for spec: an idle one (a hit) or a
+// fresh one (a miss). hit reports which.
+func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, hit bool, err error) {
+	p.mu.Lock()
+	st := p.statsFor(k)
+	if list := p.idle[k]; len(list) > 0 {
+		w := list[len(list)-1]
+		p.idle[k] = list[:len(list)-1]
+		st.Hits++
+		st.InUse++
+		p.mu.Unlock()
+		if r, ok := w.b.Sandbox.(sandbox.Resizer); ok {
+			if err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB); err != nil {
+				p.release(k)
+				p.e.destroyLater(w.b)
+				return nil, false, fmt.Errorf("resizing warm sandbox: %w", err)
+			}
+		}
+		return w.b, true, nil
+	}
+	st.Misses++
+	st.InUse++
+	p.mu.Unlock()
+	b, err = p.e.fresh(ctx, spec)
+	if err != nil {
+		p.release(k)
+		return nil, false, err
+	}
+	p.mu.Lock()
+	st.Boots++
+	p.mu.Unlock()
+	return b, false, nil
+}
+
+func (p *pool) release(k poolKey) {
+	p.mu.Lock()
+	p.statsFor(k).InUse--
+	p.mu.Unlock()
+}
+
+// put returns a sandbox after an execution. A healthy one is reset (user processes
+// killed, user-writable directories emptied) and kept idle; one whose execution
+// crashed or broke a limit is destroyed.
+func (p *pool) put(k poolKey, b *box, healthy bool) {
+	p.release(k)
+	if !healthy {
+		p.count(k, func(st *PoolStats) { st.Retired++ })
+		p.e.destroyLater(b)
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.e.ctx, 10*time.Second)
+	defer cancel()
+	if err := b.Agent().Reset(ctx); err != nil {
+		p.e.log.Warn("resetting warm sandbox; destroying it", "sandbox", b.ID(), "err", err)
+		p.count(k, func(st *PoolStats) { st.Retired++ })
+		p.e.destroyLater(b)
+		return
+	}
+	w := &pooled{b: b, key: k, idleFrom: time.Now()}
+	if st, err := b.Stats(ctx); err == nil {
+		w.memBytes = st.MemoryBytes
+	}
+	p.mu.Lock()
+	if p.e.ctx.Err() != nil {
+		p.mu.Unlock()
+		p.e.destroyLater(b)
+		return
+	}
+	p.idle[k] = append(p.idle[k], w)
+	var evicted []*box
+	if limit := int64(p.e.cfg.MaxWarmMemoryMB) << 20; limit > 0 {
+		for p.idleMemory() > limit {
+			old := p.oldestLocked()
+			if old == nil {
+				break
+			}
+			evicted = append(evicted, old.b)
+		}
+	}
+	p.mu.Unlock()
+	for _, b := range evicted {
+		p.e.destroyLater(b)
+	}
+}
+
+func (p *pool) count(k poolKey, f func(*PoolStats)) {
+	p.mu.Lock()
+	f(p.statsFor(k))
+	p.mu.Unlock()
+}
+
+func (p *pool) idleMemory() int64 {
+	var n int64
+	for _, list := range p.idle {
+		for _, w := range list {
+			n += w.memBytes
+		}
+	}
+	return n
+}
+
+// oldestLocked removes and returns the idle sandbox idle the longest (counted as
+// evicted). Called with p.mu held.
+func (p *pool) oldestLocked() *pooled {
+	var oldest *pooled
+	for _, list := range p.idle {
+		if len(list) > 0 && (oldest == nil || list[0].idleFrom.Before(oldest.idleFrom)) {
+			oldest = list[0]
+		}
+	}
+	if oldest != nil {
+		p.idle[oldest.key] = p.idle[oldest.key][1:]
+		p.statsFor(oldest.key).Evicted++
+	}
+	return oldest
+}
+
+// evictOldest removes the least recently used idle sandbox of any account and
+// returns it for the caller to destroy (nil if none is idle).
+func (p *pool) evictOldest() *box {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w := p.oldestLocked(); w != nil {
+		return w.b
+	}
+	return nil
+}
+
+func (p *pool) reapLoop() {
+	defer close(p.done)
+	timeout := p.e.cfg.PoolIdleTimeout
+	if timeout <= 0 {
+		return
+	}
+	tick := time.NewTicker(max(timeout/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var reaped []*box
+		p.mu.Lock()
+		for k, list := range p.idle {
+			keep := list[:0]
+			for _, w := range list {
+				if time.Since(w.idleFrom) > timeout {
+					reaped = append(reaped, w.b)
+					p.statsFor(k).Reaped++
+				} else {
+					keep = append(keep, w)
+				}
+			}
+			p.idle[k] = keep
+		}
+		p.mu.Unlock()
+		for _, b := range reaped {
+			p.e.destroyLater(b)
+		}
+	}
+}
+
+// close destroys every idle sandbox. Called after the engine's context is cancelled.
+func (p *pool) close() {
+	<-p.done
+	p.mu.Lock()
+	var all []*box
+	for k, list := range p.idle {
+		for _, w := range list {
+			all = append(all, w.b)
+		}
+		delete(p.idle, k)
+	}
+	p.mu.Unlock()
+	for _, b := range all {
+		p.e.destroyLater(b)
+	}
+}
+
+// snapshot returns the stats of the account's pools ("" for every account).
+func (p *pool) snapshot(account string) []PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []PoolStats
+	for k, st := range p.stats {
+		if account != "" && k.account != account {
+			continue
+		}
+		s := *st
+		s.Idle = len(p.idle[k])
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Account != out[j].Account {
+			return out[i].Account < out[j].Account
+		}
+		return out[i].Image < out[j].Image
+	})
+	return out
+}
