@@ -41,6 +41,9 @@ type Server struct {
 	early map[int]earlyExit
 	// zygotePIDs maps zygote processes to their language. Guarded by forkMu.
 	zygotePIDs map[int]string
+	// reported are processes whose end was reported before they were reaped.
+	// Guarded by forkMu.
+	reported map[int]bool
 
 	zygoteMu sync.Mutex
 	zygotes  map[string]*zygote
@@ -82,6 +85,7 @@ func Serve(r io.Reader, w io.Writer) error {
 		execs:      make(map[uint32]*process),
 		early:      make(map[int]earlyExit),
 		zygotePIDs: make(map[int]string),
+		reported:   make(map[int]bool),
 		zygotes:    make(map[string]*zygote),
 	}
 	s.cgroups = setupCgroups() == nil
@@ -309,16 +313,17 @@ func (s *Server) start(id uint32, req ExecRequest) {
 	if req.Zygote != "" {
 		if z, zerr := s.zygoteFor(warmOf(req)); zerr != nil {
 			s.logf("%s zygote unavailable, starting a new interpreter: %v", req.Zygote, zerr)
-		} else if pid, p.cgroup, err = z.spawn(req, files); err != nil {
-			s.logf("%s zygote failed, starting a new interpreter: %v", req.Zygote, err)
+		} else if zpid, cg, control, zerr := z.spawn(req, files); zerr != nil {
+			s.logf("%s zygote failed, starting a new interpreter: %v", req.Zygote, zerr)
 		} else {
-			spawned = true
+			spawned, pid, p.cgroup = true, zpid, cg
 			if p.cgroup != "" && req.MaxProcs > 0 {
 				_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(req.MaxProcs)), 0)
 			}
 			s.forkMu.Lock()
 			s.register(p, pid)
 			s.forkMu.Unlock()
+			go s.awaitReport(p, control)
 		}
 	}
 	if !spawned {
@@ -715,6 +720,10 @@ func killUserProcesses(keep map[int]bool) int {
 // exited delivers the end of process pid to its execution, or keeps it for a
 // registration still to come. Called with forkMu held.
 func (s *Server) exited(pid int, res waitResult) {
+	if s.reported[pid] {
+		delete(s.reported, pid)
+		return
+	}
 	if p := s.procs[pid]; p != nil {
 		delete(s.procs, pid)
 		p.exited <- res

@@ -201,8 +201,9 @@ type zygoteRequest struct {
 }
 
 // spawn hands req to one of the zygote's standby processes with the given stdio,
-// and returns its pid and cgroup.
-func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, error) {
+// and returns its pid and cgroup, and the control socket on which the process
+// reports its end (the caller closes it).
+func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, error) {
 	env := make(map[string]string, len(req.Env))
 	for _, kv := range req.Env {
 		for i := 0; i < len(kv); i++ {
@@ -214,15 +215,15 @@ func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, error) 
 	}
 	payload, err := json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
 	if err != nil {
-		return 0, "", err
+		return 0, "", -1, err
 	}
 	var sb standby
 	select {
 	case sb = <-z.standbys:
 	case <-z.gone:
-		return 0, "", errZygoteDead
+		return 0, "", -1, errZygoteDead
 	case <-time.After(20 * time.Second):
-		return 0, "", errors.New("no standby process from the zygote")
+		return 0, "", -1, errors.New("no standby process from the zygote")
 	}
 	z.mu.Lock()
 	delete(z.waiting, sb.PID)
@@ -230,12 +231,58 @@ func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, error) 
 	if !z.isDead() {
 		_, _ = syscall.Write(z.sock, []byte("more"))
 	}
-	defer syscall.Close(sb.control)
 	rights := syscall.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
 	if err := syscall.Sendmsg(sb.control, payload, rights, nil, 0); err != nil {
-		return 0, "", fmt.Errorf("sending to standby %d: %w", sb.PID, err)
+		syscall.Close(sb.control)
+		return 0, "", -1, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
 	}
-	return sb.PID, sb.Cgroup, nil
+	return sb.PID, sb.Cgroup, sb.control, nil
+}
+
+// standbyExit is what a zygote process reports on its control socket as it ends.
+type standbyExit struct {
+	Status   int   `json:"status"`
+	UtimeUS  int64 `json:"utime_us"`
+	StimeUS  int64 `json:"stime_us"`
+	MaxRSSKB int64 `json:"maxrss_kb"`
+}
+
+// awaitReport reads the end report of a zygote process from its control socket
+// and delivers it as the process's exit; if the process dies without one (killed,
+// or it called os._exit), the reaper delivers its exit instead.
+func (s *Server) awaitReport(p *process, control int) {
+	defer syscall.Close(control)
+	buf := make([]byte, 512)
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(control, buf)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil || n <= 0 {
+		return
+	}
+	var rep standbyExit
+	if json.Unmarshal(buf[:n], &rep) != nil || rep.Status < 0 || rep.Status > 255 {
+		return
+	}
+	res := waitResult{
+		status: syscall.WaitStatus(rep.Status << 8),
+		rusage: syscall.Rusage{
+			Utime:  syscall.NsecToTimeval(rep.UtimeUS * 1000),
+			Stime:  syscall.NsecToTimeval(rep.StimeUS * 1000),
+			Maxrss: rep.MaxRSSKB,
+		},
+	}
+	s.forkMu.Lock()
+	if s.procs[p.pid] == p {
+		delete(s.procs, p.pid)
+		s.reported[p.pid] = true // its exit, when reaped, is already told
+		p.exited <- res
+	}
+	s.forkMu.Unlock()
 }
 
 // standbyPIDs returns the pids of every zygote's waiting standbys.

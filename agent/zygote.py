@@ -9,14 +9,33 @@
 # straight to a waiting standby, and asks the zygote for a replacement. Each standby has already done all it can before a request exists: joined
 # a cgroup of its own, taken its own process group, set its limits and dropped to the
 # unprivileged user for good; on a request it only takes the stdio descriptors, the
-# working directory and environment, and runs the code. Standbys are forked twice
-# (the middle process exits at once), so each is re-parented to the agent (PID 1)
-# before it is used: the agent reaps it and reads its resource usage as for any
-# process it started. The zygote is on neither the request's nor the exit's path. Its one argument is JSON: uid, gid, rlimits and cgroup_root.
+# working directory and environment, and runs the code. Standbys are the agent's
+# children, not the zygote's (clone with CLONE_PARENT; where that is refused, a
+# double fork whose middle process exits at once): the agent reaps each and reads
+# its resource usage as for any process it started. The zygote is on neither the
+# request's nor the exit's path. Its one argument is JSON: uid, gid, rlimits and cgroup_root.
 import array, gc, io, json, os, resource, signal, socket, sys, traceback
 
 # Modules most programs import, loaded once here so executions find them ready.
 import collections, functools, itertools, math, re, string, time, datetime, random  # noqa: F401
+import ctypes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_CLONE, _CLONE_PARENT, _SIGCHLD = 56, 0x00008000, 17  # x86_64
+
+
+def fork_sibling():
+    """Forks a child whose parent is this process's parent (the agent), as os.fork
+    does (same before/after-fork handling), with one copy of the address space
+    instead of a double fork's two. Returns the pid (0 in the child), or -1 where
+    the kernel refuses CLONE_PARENT."""
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc.syscall(_SYS_CLONE, _CLONE_PARENT | _SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+    else:
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+    return pid
 
 STANDBY = 2
 FDSIZE = array.array("i").itemsize
@@ -74,12 +93,14 @@ def prepare(control):
 
 
 def become(control, req, fds):
-    """Turns this standby into the execution's process; never returns."""
+    """Turns this standby into the execution's process; never returns. When the code
+    is done it reports its exit status and resource usage on the control socket (not
+    inherited by programs it runs) before exiting, so the agent need not wait for the
+    process's teardown."""
     try:
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
             os.close(fd)
-        control.close()
         os.chdir(req["dir"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -107,6 +128,13 @@ def become(control, req, fds):
         sys.stderr.flush()
     except BaseException:
         pass
+    try:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        control.send(json.dumps({"status": status, "utime_us": int((me.ru_utime + kids.ru_utime) * 1e6),
+                                 "stime_us": int((me.ru_stime + kids.ru_stime) * 1e6),
+                                 "maxrss_kb": max(me.ru_maxrss, kids.ru_maxrss)}).encode())
+    except BaseException:
+        pass
     os._exit(status)
 
 
@@ -125,6 +153,7 @@ def prefault():
 class Zygote:
     def __init__(self):
         self.agent = socket.socket(fileno=3)
+        self.clone_parent = True
         # Everything loaded so far is permanent: the collector never walks (and so
         # never writes to) it in forked children.
         gc.collect()
@@ -133,6 +162,32 @@ class Zygote:
     def fork_standby(self):
         """Forks a standby and hands its control socket to the agent."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = fork_sibling() if self.clone_parent else -1
+        if pid == 0:
+            self.standby(theirs)
+        if pid < 0:
+            self.clone_parent = False
+            pid = self.double_fork(theirs)
+        theirs.close()
+        if pid > 0:
+            root = CONFIG.get("cgroup_root")
+            info = {"pid": pid, "cgroup": "%s/standby-%d" % (root, pid) if root else ""}
+            self.agent.sendmsg([json.dumps(info).encode()],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [mine.fileno()]))])
+        mine.close()
+
+    def standby(self, control):
+        try:
+            prepare(control)
+            msg, fds = recv_with_fds(control)
+            if msg:
+                become(control, json.loads(msg), fds)
+        except BaseException as e:
+            os.write(2, ("faas: zygote standby failed: %r\n" % (e,)).encode())
+        finally:
+            os._exit(127)
+
+    def double_fork(self, control):
         r, w = os.pipe()
         mid = os.fork()
         if mid == 0:
@@ -141,28 +196,15 @@ class Zygote:
                 pid = os.fork()
                 if pid == 0:
                     os.close(w)
-                    prepare(theirs)
-                    msg, fds = recv_with_fds(theirs)
-                    if msg:
-                        become(theirs, json.loads(msg), fds)
-                    os._exit(0)
+                    self.standby(control)
                 os.write(w, str(pid).encode())
-            except BaseException as e:
-                os.write(2, ("faas: zygote standby failed: %r\n" % (e,)).encode())
             finally:
                 os._exit(0)
         os.close(w)
-        theirs.close()
         data = os.read(r, 32)
         os.close(r)
         os.waitpid(mid, 0)
-        if data:
-            pid = int(data)
-            root = CONFIG.get("cgroup_root")
-            info = {"pid": pid, "cgroup": "%s/standby-%d" % (root, pid) if root else ""}
-            self.agent.sendmsg([json.dumps(info).encode()],
-                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [mine.fileno()]))])
-        mine.close()
+        return int(data) if data else -1
 
     def loop(self):
         self.agent.send(b'{"ready": true}')

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/faas-platform/faas/store"
 )
@@ -19,6 +20,8 @@ const (
 	ScopeExecute   = "execute"
 	ScopeInstances = "instances"
 	ScopeSnapshots = "snapshots"
+	// ScopeAny is for endpoints any valid key may use (its own account's usage).
+	ScopeAny = ""
 )
 
 // KeyPrefix starts every API key, so leaked keys are easy to recognise.
@@ -57,7 +60,7 @@ type Principal struct {
 
 // Can reports whether the principal holds scope (admin holds every scope).
 func (p Principal) Can(scope string) bool {
-	return slices.Contains(p.Scopes, ScopeAdmin) || slices.Contains(p.Scopes, scope)
+	return scope == ScopeAny || slices.Contains(p.Scopes, ScopeAdmin) || slices.Contains(p.Scopes, scope)
 }
 
 type principalKey struct{}
@@ -95,6 +98,14 @@ func (s *Server) authenticate(scope string, h http.HandlerFunc) http.HandlerFunc
 			return
 		case k.RevokedAt != nil:
 			s.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "this API key has been revoked"))
+			return
+		}
+		v := s.limiter.take(k, time.Now())
+		v.setHeaders(w.Header())
+		if !v.ok {
+			s.writeError(w, r, &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+				msg:        "too many requests for this API key; retry after the Retry-After delay",
+				retryAfter: v.retryAfter})
 			return
 		}
 		p := Principal{KeyID: k.ID, Account: k.Account, Scopes: k.Scopes}

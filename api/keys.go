@@ -21,22 +21,29 @@ type CreateKeyRequest struct {
 	// Account owns what the key creates; empty means a new account of its own.
 	Account string   `json:"account"`
 	Scopes  []string `json:"scopes"`
+	// RatePerMinute and Burst give the key its own request rate limit (0: the
+	// server's default).
+	RatePerMinute int64 `json:"rate_per_minute"`
+	Burst         int64 `json:"burst"`
 }
 
 // KeyResponse describes a key; Key (the secret) is only in the answer that creates it.
 type KeyResponse struct {
-	ID        string     `json:"id"`
-	Key       string     `json:"key,omitempty"`
-	Name      string     `json:"name"`
-	Account   string     `json:"account"`
-	Prefix    string     `json:"prefix"`
-	Scopes    []string   `json:"scopes"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	ID            string     `json:"id"`
+	Key           string     `json:"key,omitempty"`
+	Name          string     `json:"name"`
+	Account       string     `json:"account"`
+	Prefix        string     `json:"prefix"`
+	Scopes        []string   `json:"scopes"`
+	RatePerMinute int64      `json:"rate_per_minute,omitempty"`
+	Burst         int64      `json:"burst,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
 }
 
 func toKeyResponse(k store.Key) KeyResponse {
-	return KeyResponse{ID: k.ID, Name: k.Name, Account: k.Account, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+	return KeyResponse{ID: k.ID, Name: k.Name, Account: k.Account, Prefix: k.Prefix, Scopes: k.Scopes,
+		RatePerMinute: k.RatePerMin, Burst: k.Burst, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
@@ -58,6 +65,10 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_request", "name must be at most 200 bytes; account at most 100, without spaces or slashes"))
 		return
 	}
+	if body.RatePerMinute < 0 || body.Burst < 0 || body.RatePerMinute > 1e7 || body.Burst > 1e6 {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_request", "rate_per_minute and burst must be between 0 and 10000000 / 1000000"))
+		return
+	}
 	if body.Account == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -65,6 +76,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	plain, k := NewKey(body.Account, body.Name, body.Scopes)
 	k.CreatedAt = time.Now()
+	k.RatePerMin, k.Burst = body.RatePerMinute, body.Burst
 	if err := s.store.CreateKey(r.Context(), k); err != nil {
 		s.writeError(w, r, err)
 		return

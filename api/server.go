@@ -23,14 +23,24 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	mux     *http.ServeMux
+	limiter *rateLimiter
+}
+
+// Config configures the API server.
+type Config struct {
+	Version string
+	// RateLimit is every key's request rate unless the key has its own.
+	RateLimit RateLimit
+	Logger    *slog.Logger
 }
 
 // New returns the API server for an engine and a store.
-func New(e *engine.Engine, st *store.Store, log *slog.Logger, version string) *Server {
+func New(e *engine.Engine, st *store.Store, cfg Config) *Server {
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{engine: e, store: st, log: log, version: version, mux: http.NewServeMux()}
+	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit)}
 	s.routes()
 	return s
 }
@@ -41,6 +51,8 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/executions/{id}", s.authenticate(ScopeExecute, s.getExecution))
 	s.handle("POST /api/v1/prewarm", s.authenticate(ScopeExecute, s.prewarm))
 	s.handle("GET /api/v1/pools", s.authenticate(ScopeExecute, s.pools))
+	s.handle("GET /api/v1/usage", s.authenticate(ScopeAny, s.usage))
+	s.handle("GET /api/v1/usage/current", s.authenticate(ScopeAny, s.currentUsage))
 	s.handle("POST /api/v1/keys", s.authenticate(ScopeAdmin, s.createKey))
 	s.mux.HandleFunc("GET /api/v1/keys", s.authenticate(ScopeAdmin, s.listKeys))
 	s.handle("DELETE /api/v1/keys/{id}", s.authenticate(ScopeAdmin, s.revokeKey))

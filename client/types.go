@@ -133,6 +133,9 @@ type Usage struct {
 	MemoryPeakMB int64 `json:"memory_peak_mb"`
 	// CostUSD is the execution's price in US dollars.
 	CostUSD float64 `json:"cost_usd"`
+	// CostMicroUSD is the same price in whole micro-dollars (exact; money is
+	// never a float on the server).
+	CostMicroUSD int64 `json:"cost_micro_usd"`
 }
 
 // Execution is the stored record of an execution (GET /api/v1/executions/{id});

@@ -39,12 +39,13 @@ func pools(t *testing.T, s *testserver.Server, key string) poolsResponse {
 	return p
 }
 
-// waitIdle waits until the account's pool has n idle sandboxes (a sandbox returns
-// to its pool just after its execution's answer).
+// waitIdle waits until the account's pool has n idle sandboxes and none in use (a
+// sandbox returns to its pool just after its execution's answer). The pool then
+// hands out the sandbox used last first.
 func waitIdle(t *testing.T, s *testserver.Server, key string, n int) {
 	t.Helper()
 	for range 100 {
-		if p := pools(t, s, key); len(p.Pools) > 0 && p.Pools[0].Idle >= n {
+		if p := pools(t, s, key); len(p.Pools) > 0 && p.Pools[0].Idle >= n && p.Pools[0].InUse == 0 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -144,9 +145,9 @@ func TestCachedRetire(t *testing.T) {
 			if res.Status == "succeeded" {
 				t.Fatalf("status %q", res.Status)
 			}
-			time.Sleep(300 * time.Millisecond)
+			waitIdle(t, s, s.Key, 0)
 			if after := boot(); after == before {
-				t.Errorf("the sandbox was reused after a %s", tc.name)
+				t.Errorf("the sandbox was reused after a %s: exit %d status %s, pools %+v", tc.name, res.ExitCode, res.Status, pools(t, s, s.Key))
 			}
 		})
 	}

@@ -39,6 +39,8 @@ type Config struct {
 	MaxSandboxes int
 	// PoolIdleTimeout destroys a warm sandbox idle for longer; 0 keeps them.
 	PoolIdleTimeout time.Duration
+	// Quota bounds what each account may run at once.
+	Quota Quota
 	// MaxWarmMemoryMB caps the memory held by idle warm sandboxes together; the
 	// least recently used go first. 0: no cap.
 	MaxWarmMemoryMB int
@@ -53,6 +55,7 @@ type Engine struct {
 	store  *store.Store
 	stock  *stock
 	pool   *pool
+	quotas *quotas
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -75,6 +78,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	e := &Engine{cfg: cfg, log: cfg.Logger, driver: driver, store: st, ctx: ctx, cancel: cancel}
 	e.stock = newStock(e, cfg.StockSize)
 	e.pool = newPool(e)
+	e.quotas = newQuotas(cfg.Quota)
 	return e
 }
 
@@ -224,6 +228,11 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	e.mu.Unlock()
 	defer e.runs.Done()
 
+	release, err := e.quotas.acquire(req.Account, req.CPUCores, req.MemoryMB)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	// The sandbox comes first: a request refused for capacity leaves no record.
 	spec := sandbox.Spec{Image: req.Image, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB}
 	key := poolKey{account: req.Account, image: req.Image}
@@ -376,9 +385,14 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 	defer cancel()
 	st, waitErr := ex.Wait(waitCtx)
 	elapsed := time.Since(start)
-	stats, statsErr := sb.Stats(context.WithoutCancel(ctx))
-	if statsErr != nil {
-		log.Warn("reading sandbox stats", "err", statsErr)
+	// The host's view of the sandbox (peak memory, OOM kills) matters when the
+	// sandbox is the execution's own or died under it; a warm one's is skipped.
+	var stats sandbox.Stats
+	if req.Mode != ModeCached || waitErr != nil {
+		var statsErr error
+		if stats, statsErr = sb.Stats(context.WithoutCancel(ctx)); statsErr != nil {
+			log.Warn("reading sandbox stats", "err", statsErr)
+		}
 	}
 	res := &Result{
 		ExitCode:        st.ExitCode,

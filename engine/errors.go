@@ -12,6 +12,8 @@ var (
 	ErrUnavailable = errors.New("not available")
 	// ErrBusy: capacity is exhausted for now; retry later.
 	ErrBusy = errors.New("busy")
+	// ErrQuota: the account is at one of its quotas (the message says which).
+	ErrQuota = errors.New("quota exceeded")
 	// ErrNotFound: the named object does not exist for this account.
 	ErrNotFound = errors.New("not found")
 )

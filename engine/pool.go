@@ -106,19 +106,21 @@ func (p *pool) release(k poolKey) {
 // put returns a sandbox after an execution. A healthy one is reset (user processes
 // killed, user-writable directories emptied) and kept idle; one whose execution
 // crashed or broke a limit is destroyed.
+// The sandbox counts as in use until it is idle again or destroyed.
 func (p *pool) put(k poolKey, b *box, healthy bool) {
-	p.release(k)
-	if !healthy {
-		p.count(k, func(st *PoolStats) { st.Retired++ })
+	retire := func() {
+		p.count(k, func(st *PoolStats) { st.Retired++; st.InUse-- })
 		p.e.destroyLater(b)
+	}
+	if !healthy {
+		retire()
 		return
 	}
 	ctx, cancel := context.WithTimeout(p.e.ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Agent().Reset(ctx); err != nil {
 		p.e.log.Warn("resetting warm sandbox; destroying it", "sandbox", b.ID(), "err", err)
-		p.count(k, func(st *PoolStats) { st.Retired++ })
-		p.e.destroyLater(b)
+		retire()
 		return
 	}
 	w := &pooled{b: b, key: k, idleFrom: time.Now()}
@@ -126,6 +128,7 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 		w.memBytes = st.MemoryBytes
 	}
 	p.mu.Lock()
+	p.statsFor(k).InUse--
 	if p.e.ctx.Err() != nil {
 		p.mu.Unlock()
 		p.e.destroyLater(b)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -164,4 +165,69 @@ func scanExecution(row scanner) (Execution, error) {
 	e.CreatedAt = fromMicros(createdAt)
 	e.FinishedAt = timePtr(finishedAt)
 	return e, nil
+}
+
+// UsageRow is usage summed over a group of finished executions.
+type UsageRow struct {
+	// Group is the day (YYYY-MM-DD, UTC) or mode the row sums, per the grouping
+	// asked for; "" when not grouped.
+	Group        string
+	Executions   int64
+	CPUMS        int64
+	DurationMS   int64
+	MemoryMBMS   int64 // memory peak (MB) times duration (ms), summed: GB-seconds = /1024/1000
+	CostMicroUSD int64
+}
+
+// Usage groupings.
+const (
+	GroupNone = ""
+	GroupDay  = "day"
+	GroupMode = "mode"
+)
+
+// Usage sums the account's executions created in [from, to), grouped by day or
+// mode (GroupNone for one row), ordered by group.
+func (s *Store) Usage(ctx context.Context, account string, from, to time.Time, groupBy string) ([]UsageRow, error) {
+	var group string
+	switch groupBy {
+	case GroupNone:
+		group = `''`
+	case GroupMode:
+		group = `mode`
+	case GroupDay:
+		group = `CAST(created_at / 86400000000 AS TEXT)` // day number since 1970, converted below
+	default:
+		return nil, fmt.Errorf("usage: unknown grouping %q", groupBy)
+	}
+	query := `SELECT ` + group + ` AS g, COUNT(*), COALESCE(SUM(cpu_ms), 0), COALESCE(SUM(duration_ms), 0),
+		COALESCE(SUM(memory_peak_mb * duration_ms), 0), COALESCE(SUM(cost_micro_usd), 0)
+		FROM executions WHERE account = ? AND created_at >= ? AND created_at < ? AND status <> ?
+		GROUP BY g ORDER BY g`
+	rows, err := s.read.QueryContext(ctx, s.q(query), account, toMicros(from), toMicros(to), StatusRunning)
+	if err != nil {
+		return nil, fmt.Errorf("summing usage: %w", err)
+	}
+	defer rows.Close()
+	var out []UsageRow
+	for rows.Next() {
+		var r UsageRow
+		if err := rows.Scan(&r.Group, &r.Executions, &r.CPUMS, &r.DurationMS, &r.MemoryMBMS, &r.CostMicroUSD); err != nil {
+			return nil, fmt.Errorf("summing usage: %w", err)
+		}
+		if groupBy == GroupDay {
+			var day int64
+			if _, err := fmt.Sscan(r.Group, &day); err == nil {
+				r.Group = time.Unix(day*86400, 0).UTC().Format("2006-01-02")
+			}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("summing usage: %w", err)
+	}
+	if groupBy == GroupDay {
+		sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	}
+	return out, nil
 }

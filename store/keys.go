@@ -20,9 +20,14 @@ type Key struct {
 	Scopes    []string // e.g. ["admin"] or ["execute", "snapshots"]; no commas
 	CreatedAt time.Time
 	RevokedAt *time.Time // nil while the key is active
+	// RatePerMin and Burst override the server's request rate limit for this key
+	// (token bucket: RatePerMin tokens a minute, at most Burst saved); 0 means
+	// the server's default.
+	RatePerMin int64
+	Burst      int64
 }
 
-const keyColumns = "id, account, name, prefix, hash, scopes, created_at, revoked_at"
+const keyColumns = "id, account, name, prefix, hash, scopes, created_at, revoked_at, rate_per_min, burst"
 
 // CreateKey stores a new key. A zero CreatedAt is replaced by the current
 // time. It returns an error wrapping ErrConflict if a key with the same ID or
@@ -36,9 +41,12 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = time.Now()
 	}
-	_, err := s.write.ExecContext(ctx, s.q(`INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+	if k.RatePerMin < 0 || k.Burst < 0 {
+		return fmt.Errorf("creating key %s: negative rate limit", k.ID)
+	}
+	_, err := s.write.ExecContext(ctx, s.q(`INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		k.ID, k.Account, k.Name, k.Prefix, k.Hash, strings.Join(k.Scopes, ","),
-		toMicros(k.CreatedAt), nullMicros(k.RevokedAt))
+		toMicros(k.CreatedAt), nullMicros(k.RevokedAt), k.RatePerMin, k.Burst)
 	if err != nil {
 		return fmt.Errorf("creating key %s: %w", k.ID, mapErr(err))
 	}
@@ -126,7 +134,7 @@ func scanKey(row scanner) (Key, error) {
 		createdAt int64
 		revokedAt sql.NullInt64
 	)
-	if err := row.Scan(&k.ID, &k.Account, &k.Name, &k.Prefix, &k.Hash, &scopes, &createdAt, &revokedAt); err != nil {
+	if err := row.Scan(&k.ID, &k.Account, &k.Name, &k.Prefix, &k.Hash, &scopes, &createdAt, &revokedAt, &k.RatePerMin, &k.Burst); err != nil {
 		return Key{}, err
 	}
 	if scopes != "" {

@@ -59,6 +59,14 @@ var migrations = []migration{
 			`CREATE INDEX executions_status ON executions (status)`,
 		},
 	},
+	{
+		version: 2,
+		name:    "per-key rate limits",
+		stmts: []string{
+			`ALTER TABLE keys ADD COLUMN rate_per_min BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE keys ADD COLUMN burst BIGINT NOT NULL DEFAULT 0`,
+		},
+	},
 }
 
 // migrationLockID is the PostgreSQL advisory lock key that serialises

@@ -140,10 +140,19 @@ func openSQLite(ctx context.Context, dataDir string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	// Open the writer first: it switches the file to WAL, which the
-	// query-only readers cannot do themselves.
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("opening sqlite store %s: %w", path, err)
+	// query-only readers cannot do themselves. Switching needs the file to
+	// itself, and SQLite answers BUSY at once (without waiting out
+	// busy_timeout) while another process opens it: retry for a while.
+	for attempt := 0; ; attempt++ {
+		err := w.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if attempt >= 50 || !strings.Contains(err.Error(), "SQLITE_BUSY") || ctx.Err() != nil {
+			w.Close()
+			return nil, fmt.Errorf("opening sqlite store %s: %w", path, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	readDSN := base + "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_query_only=1"

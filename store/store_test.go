@@ -121,6 +121,74 @@ var cases = []struct {
 	{"ConcurrentOpen", testConcurrentOpen},
 	{"ConcurrentWriters", testConcurrentWriters},
 	{"TimeRoundTrip", testTimeRoundTrip},
+	{"KeyRateLimits", testKeyRateLimits},
+	{"Usage", testUsage},
+}
+
+func testKeyRateLimits(t *testing.T, b backend) {
+	ctx := t.Context()
+	s := b.fresh(t).open(t)
+	want := Key{ID: "key_r", Account: "a", Name: "r", Prefix: "p", Hash: "h_r", Scopes: []string{"execute"}, CreatedAt: ts(1), RatePerMin: 120, Burst: 7}
+	if err := s.CreateKey(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.KeyByHash(ctx, "h_r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RatePerMin != 120 || got.Burst != 7 {
+		t.Errorf("rate limits = %d/min burst %d, want 120/min burst 7", got.RatePerMin, got.Burst)
+	}
+	if err := s.CreateKey(ctx, Key{ID: "key_n", Account: "a", Hash: "h_n", RatePerMin: -1}); err == nil {
+		t.Error("a negative rate limit was accepted")
+	}
+}
+
+func testUsage(t *testing.T, b backend) {
+	ctx := t.Context()
+	s := b.fresh(t).open(t)
+	day1 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	day2 := day1.Add(24 * time.Hour)
+	execs := []Execution{
+		{ID: "e1", Account: "a", Mode: "ephemeral", Status: StatusSucceeded, CPUMS: 10, DurationMS: 100, MemoryPeakMB: 20, CostMicroUSD: 3, CreatedAt: day1},
+		{ID: "e2", Account: "a", Mode: "cached", Status: StatusFailed, CPUMS: 5, DurationMS: 50, MemoryPeakMB: 10, CostMicroUSD: 1, CreatedAt: day1.Add(time.Hour)},
+		{ID: "e3", Account: "a", Mode: "cached", Status: StatusTimeout, CPUMS: 1000, DurationMS: 1000, MemoryPeakMB: 100, CostMicroUSD: 30, CreatedAt: day2},
+		{ID: "e4", Account: "a", Mode: "cached", Status: StatusRunning, CPUMS: 0, CreatedAt: day2},                                 // not finished: not counted
+		{ID: "e5", Account: "b", Mode: "cached", Status: StatusSucceeded, CostMicroUSD: 1000, CreatedAt: day2},                     // another account
+		{ID: "e6", Account: "a", Mode: "cached", Status: StatusSucceeded, CostMicroUSD: 1000, CreatedAt: day2.Add(48 * time.Hour)}, // out of range
+	}
+	for _, e := range execs {
+		if err := s.CreateExecution(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from, to := day1.Add(-time.Hour), day2.Add(time.Hour)
+	tests := []struct {
+		group string
+		want  []UsageRow
+	}{
+		{GroupNone, []UsageRow{{Group: "", Executions: 3, CPUMS: 1015, DurationMS: 1150, MemoryMBMS: 20*100 + 10*50 + 100*1000, CostMicroUSD: 34}}},
+		{GroupDay, []UsageRow{
+			{Group: "2026-03-01", Executions: 2, CPUMS: 15, DurationMS: 150, MemoryMBMS: 2500, CostMicroUSD: 4},
+			{Group: "2026-03-02", Executions: 1, CPUMS: 1000, DurationMS: 1000, MemoryMBMS: 100000, CostMicroUSD: 30},
+		}},
+		{GroupMode, []UsageRow{
+			{Group: "cached", Executions: 2, CPUMS: 1005, DurationMS: 1050, MemoryMBMS: 100500, CostMicroUSD: 31},
+			{Group: "ephemeral", Executions: 1, CPUMS: 10, DurationMS: 100, MemoryMBMS: 2000, CostMicroUSD: 3},
+		}},
+	}
+	for _, tt := range tests {
+		got, err := s.Usage(ctx, "a", from, to, tt.group)
+		if err != nil {
+			t.Fatalf("Usage(%q): %v", tt.group, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Usage(%q) = %+v, want %+v", tt.group, got, tt.want)
+		}
+	}
+	if _, err := s.Usage(ctx, "a", from, to, "week"); err == nil {
+		t.Error("an unknown grouping was accepted")
+	}
 }
 
 func TestStore(t *testing.T) {

@@ -190,6 +190,25 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 }
 
 // executePrintsOne runs req through the SDK and checks that it printed 1.
+// waitWarm waits (untimed) until the account's warm pool has an idle sandbox.
+func (s *benchServer) waitWarm(ctx context.Context) error {
+	for range 200 {
+		var p struct {
+			Pools []struct {
+				Idle int `json:"idle"`
+			} `json:"pools"`
+		}
+		if err := s.get(ctx, "/api/v1/pools", &p); err != nil {
+			return err
+		}
+		if len(p.Pools) > 0 && p.Pools[0].Idle > 0 {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return errors.New("no warm sandbox came back to the pool within 2 s")
+}
+
 func (s *benchServer) executePrintsOne(ctx context.Context, req client.ExecuteRequest) error {
 	res, err := s.client.Execute(ctx, req)
 	if err != nil {

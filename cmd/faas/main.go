@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // command is one `faas` subcommand. Run gets the arguments after the command's name.
@@ -24,6 +25,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the API server", runServe},
 		{"run", "run code in a sandbox through a server", runRun},
+		{"keys", "create, list and revoke API keys (admin)", runKeys},
+		{"usage", "show this billing period's usage and bill", runUsageReport},
 		{"bench", "measure latency against baselines", runBench},
 		{"version", "print the version", runVersion},
 	}
@@ -85,6 +88,8 @@ func printUsage() {
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+var timeZero time.Time
 
 func runVersion(ctx context.Context, args []string) error {
 	fmt.Println("faas", version)

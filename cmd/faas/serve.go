@@ -42,6 +42,8 @@ type serveConfig struct {
 	limits      engine.Limits
 	// adminKey, when set (env FAAS_API_KEY), is registered as an admin key.
 	adminKey string
+	rate     api.RateLimit
+	quota    engine.Quota
 }
 
 func envOr(name, def string) string {
@@ -54,6 +56,13 @@ func envOr(name, def string) string {
 func envDuration(name string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(strings.TrimSpace(os.Getenv(name))); err == nil {
 		return d
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(strings.TrimSpace(os.Getenv(name)), 64); err == nil {
+		return v
 	}
 	return def
 }
@@ -95,6 +104,11 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.maxSandbox, "max-sandboxes", envInt("FAAS_MAX_SANDBOXES", 64), "most sandboxes alive at once; more requests get 503 (env FAAS_MAX_SANDBOXES)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("FAAS_LOG_LEVEL", "info"), "debug, info, warn or error (env FAAS_LOG_LEVEL)")
 	fs.BoolVar(&c.debugRunsc, "debug-runsc", os.Getenv("FAAS_DEBUG_RUNSC") != "", "keep runsc debug logs in the data dir (env FAAS_DEBUG_RUNSC)")
+	fs.IntVar(&c.rate.PerMinute, "rate-per-minute", envInt("FAAS_RATE_PER_MINUTE", 1200), "requests a minute each API key may make (token bucket; 0: no limit) (env FAAS_RATE_PER_MINUTE)")
+	fs.IntVar(&c.rate.Burst, "rate-burst", envInt("FAAS_RATE_BURST", 100), "requests a key may make at once before the rate applies (env FAAS_RATE_BURST)")
+	fs.IntVar(&c.quota.Executions, "quota-executions", envInt("FAAS_QUOTA_EXECUTIONS", 32), "executions one account may run at once; 0: no limit (env FAAS_QUOTA_EXECUTIONS)")
+	fs.Float64Var(&c.quota.VCPU, "quota-vcpu", envFloat("FAAS_QUOTA_VCPU", 16), "CPU cores one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_VCPU)")
+	fs.IntVar(&c.quota.MemoryMB, "quota-memory-mb", envInt("FAAS_QUOTA_MEMORY_MB", 16384), "memory one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_MEMORY_MB)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
 	fs.IntVar(&c.limits.MaxMemoryMB, "max-memory-mb", c.limits.MaxMemoryMB, "most memory a request may ask for")
@@ -185,10 +199,11 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		MaxSandboxes:    c.maxSandbox,
 		PoolIdleTimeout: c.poolIdle,
 		MaxWarmMemoryMB: c.maxWarmMB,
+		Quota:           c.quota,
 		Logger:          log,
 	}, driver, st)
 	srv := &http.Server{
-		Handler:           api.New(eng, st, log, version),
+		Handler:           api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

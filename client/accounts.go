@@ -1,0 +1,134 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Key is an API key as the server lists it. Secret is only set in the answer to
+// CreateKey: the server shows a key once and keeps only its hash.
+type Key struct {
+	ID            string     `json:"id"`
+	Secret        string     `json:"key,omitempty"`
+	Name          string     `json:"name"`
+	Account       string     `json:"account"`
+	Prefix        string     `json:"prefix"`
+	Scopes        []string   `json:"scopes"`
+	RatePerMinute int64      `json:"rate_per_minute,omitempty"`
+	Burst         int64      `json:"burst,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
+}
+
+// KeyRequest asks for a new key. An empty Account gives the key a new account
+// of its own; empty Scopes means execute, instances and snapshots.
+type KeyRequest struct {
+	Name          string   `json:"name,omitempty"`
+	Account       string   `json:"account,omitempty"`
+	Scopes        []string `json:"scopes,omitempty"`
+	RatePerMinute int64    `json:"rate_per_minute,omitempty"`
+	Burst         int64    `json:"burst,omitempty"`
+}
+
+// CreateKey creates an API key (admin scope).
+func (c *Client) CreateKey(ctx context.Context, req KeyRequest) (*Key, error) {
+	var k Key
+	if err := c.do(ctx, http.MethodPost, "/api/v1/keys", req, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// ListKeys lists the keys of an account, or of every account for "" (admin scope).
+func (c *Client) ListKeys(ctx context.Context, account string) ([]Key, error) {
+	path := "/api/v1/keys"
+	if account != "" {
+		path += "?account=" + url.QueryEscape(account)
+	}
+	var out struct {
+		Keys []Key `json:"keys"`
+	}
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Keys, nil
+}
+
+// RevokeKey revokes a key by its id (admin scope).
+func (c *Client) RevokeKey(ctx context.Context, id string) error {
+	if id == "" {
+		return errors.New("client: empty key id")
+	}
+	return c.do(ctx, http.MethodDelete, "/api/v1/keys/"+url.PathEscape(id), nil, nil)
+}
+
+// UsageRow is usage summed over a group of executions.
+type UsageRow struct {
+	Group        string  `json:"group,omitempty"`
+	Executions   int64   `json:"executions"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	GBSeconds    float64 `json:"gb_seconds"`
+	CostMicroUSD int64   `json:"cost_micro_usd"`
+	CostUSD      float64 `json:"cost_usd"`
+}
+
+// UsageReport is the caller's usage over a time range.
+type UsageReport struct {
+	Account string     `json:"account"`
+	From    time.Time  `json:"from"`
+	To      time.Time  `json:"to"`
+	GroupBy string     `json:"group_by,omitempty"`
+	Rows    []UsageRow `json:"rows"`
+	Total   UsageRow   `json:"total"`
+}
+
+// Usage returns the caller's usage in [from, to) (zero times: this month so far),
+// grouped by "day", "mode" or not at all ("").
+func (c *Client) Usage(ctx context.Context, from, to time.Time, groupBy string) (*UsageReport, error) {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	if groupBy != "" {
+		q.Set("group_by", groupBy)
+	}
+	path := "/api/v1/usage"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var r UsageReport
+	if err := c.do(ctx, http.MethodGet, path, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// CurrentUsage is this billing period (the calendar month, UTC) so far.
+type CurrentUsage struct {
+	Account           string    `json:"account"`
+	PeriodStart       time.Time `json:"period_start"`
+	PeriodEnd         time.Time `json:"period_end"`
+	Usage             UsageRow  `json:"usage"`
+	Tier              string    `json:"tier"`
+	DiscountPercent   int64     `json:"discount_percent"`
+	BillMicroUSD      int64     `json:"bill_micro_usd"`
+	BillUSD           float64   `json:"bill_usd"`
+	ProjectedMicroUSD int64     `json:"projected_micro_usd"`
+	ProjectedUSD      float64   `json:"projected_usd"`
+	ProjectedTier     string    `json:"projected_tier"`
+}
+
+// CurrentUsage returns the caller's usage and bill for this billing period.
+func (c *Client) CurrentUsage(ctx context.Context) (*CurrentUsage, error) {
+	var u CurrentUsage
+	if err := c.do(ctx, http.MethodGet, "/api/v1/usage/current", nil, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/faas-platform/faas/client"
+)
+
+const keysUsage = `usage: faas keys create [--name N] [--account A] [--scopes s1,s2] [--rate-per-minute R] [--burst B]
+       faas keys list [--account A]
+       faas keys revoke KEY_ID
+
+Manages API keys (needs an admin key). A new key is printed once; the server keeps
+only its hash.`
+
+// runKeys is `faas keys`.
+func runKeys(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{keysUsage}
+	}
+	fs := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
+	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
+	apiKey := fs.String("api-key", "", "admin API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	name := fs.String("name", "", "a label for the key")
+	account := fs.String("account", "", "account the key acts for (create: default a new account; list: filter)")
+	scopes := fs.String("scopes", "", "comma-separated scopes: admin, execute, instances, snapshots (default: all but admin)")
+	rate := fs.Int64("rate-per-minute", 0, "the key's own request rate (0: the server's default)")
+	burst := fs.Int64("burst", 0, "the key's own burst (0: the server's default)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	key := *apiKey
+	if key == "" {
+		key = defaultAPIKey()
+	}
+	c := newClient(*endpoint, key)
+	switch args[0] {
+	case "create":
+		req := client.KeyRequest{Name: *name, Account: *account, RatePerMinute: *rate, Burst: *burst}
+		if *scopes != "" {
+			req.Scopes = strings.Split(*scopes, ",")
+		}
+		k, err := c.CreateKey(ctx, req)
+		if err != nil {
+			return explainClientError(err, *endpoint, key)
+		}
+		fmt.Fprintf(os.Stderr, "created key %s for account %s with scopes %s (shown once):\n", k.ID, k.Account, strings.Join(k.Scopes, ","))
+		fmt.Println(k.Secret)
+	case "list":
+		keys, err := c.ListKeys(ctx, *account)
+		if err != nil {
+			return explainClientError(err, *endpoint, key)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tACCOUNT\tSCOPES\tCREATED\tREVOKED")
+		for _, k := range keys {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(tw, "%s\t%s…\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name, k.Account, strings.Join(k.Scopes, ","), k.CreatedAt.Format("2006-01-02 15:04"), revoked)
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return usageError{"usage: faas keys revoke KEY_ID"}
+		}
+		if err := c.RevokeKey(ctx, fs.Arg(0)); err != nil {
+			return explainClientError(err, *endpoint, key)
+		}
+		fmt.Fprintf(os.Stderr, "revoked %s\n", fs.Arg(0))
+	default:
+		return usageError{keysUsage}
+	}
+	return nil
+}
+
+// runUsageReport is `faas usage`: this billing period, or a range grouped by day or mode.
+func runUsageReport(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
+	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
+	apiKey := fs.String("api-key", "", "API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	group := fs.String("by", "", "group the month so far by day or mode")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	key := *apiKey
+	if key == "" {
+		key = defaultAPIKey()
+	}
+	c := newClient(*endpoint, key)
+	if *group != "" {
+		r, err := c.Usage(ctx, timeZero, timeZero, *group)
+		if err != nil {
+			return explainClientError(err, *endpoint, key)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.ToUpper(*group)+"\tEXECUTIONS\tCPU-S\tGB-S\tCOST USD")
+		for _, row := range append(r.Rows, client.UsageRow{Group: "total", Executions: r.Total.Executions, CPUSeconds: r.Total.CPUSeconds, GBSeconds: r.Total.GBSeconds, CostUSD: r.Total.CostUSD}) {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.6f\n", row.Group, row.Executions, row.CPUSeconds, row.GBSeconds, row.CostUSD)
+		}
+		return tw.Flush()
+	}
+	u, err := c.CurrentUsage(ctx)
+	if err != nil {
+		return explainClientError(err, *endpoint, key)
+	}
+	fmt.Printf("period      %s to %s\nexecutions  %d\ncpu         %.3f vCPU-s\nmemory      %.3f GB-s\ntier        %s (%d%% off)\nbill        $%.6f\nprojected   $%.6f (%s)\n",
+		u.PeriodStart.Format("2006-01-02"), u.PeriodEnd.Format("2006-01-02"), u.Usage.Executions, u.Usage.CPUSeconds,
+		u.Usage.GBSeconds, u.Tier, u.DiscountPercent, u.BillUSD, u.ProjectedUSD, u.ProjectedTier)
+	return nil
+}

@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/internal/testserver"
+)
+
+func createKey(t *testing.T, s *testserver.Server, body string) (key, id string) {
+	t.Helper()
+	status, b, _ := s.Do(context.Background(), "POST", "/api/v1/keys", []byte(body))
+	var k struct{ Key, ID string }
+	if status != http.StatusCreated || json.Unmarshal(b, &k) != nil || k.Key == "" {
+		t.Fatalf("creating key %s: %d %s", body, status, b)
+	}
+	return k.Key, k.ID
+}
+
+func TestAuthAndScopes(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	execKey, execID := createKey(t, s, `{"name":"runner","scopes":["execute"]}`)
+	snapKey, _ := createKey(t, s, `{"name":"snapshots only","scopes":["snapshots"]}`)
+	run := []byte(`{"code":"print(1)"}`)
+
+	tests := []struct {
+		name   string
+		key    string
+		method string
+		path   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"no key", "", "POST", "/api/v1/execute", run, 401, "unauthorized"},
+		{"unknown key", "faas_0000", "POST", "/api/v1/execute", run, 401, "unauthorized"},
+		{"execute scope runs", execKey, "POST", "/api/v1/execute", run, 200, ""},
+		{"wrong scope", snapKey, "POST", "/api/v1/execute", run, 403, "forbidden"},
+		{"non-admin creates a key", execKey, "POST", "/api/v1/keys", []byte(`{"name":"x"}`), 403, "forbidden"},
+		{"non-admin lists keys", execKey, "GET", "/api/v1/keys", nil, 403, "forbidden"},
+		{"any key reads its usage", snapKey, "GET", "/api/v1/usage/current", nil, 200, ""},
+		{"unknown scope", s.Key, "POST", "/api/v1/keys", []byte(`{"scopes":["root"]}`), 400, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, b, _ := s.DoWithKey(ctx, tt.key, tt.method, tt.path, tt.body)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, b)
+			}
+			if tt.code != "" && !strings.Contains(string(b), `"code":"`+tt.code+`"`) {
+				t.Errorf("body %s lacks code %q", b, tt.code)
+			}
+		})
+	}
+
+	t.Run("x-api-key header", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", s.URL+"/api/v1/pools", nil)
+		req.Header.Set("x-api-key", execKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("listing shows prefixes, never keys", func(t *testing.T) {
+		_, b, _ := s.Do(ctx, "GET", "/api/v1/keys", nil)
+		if strings.Contains(string(b), execKey) || !strings.Contains(string(b), execKey[:13]) {
+			t.Errorf("listing: %s", b)
+		}
+	})
+
+	t.Run("revoked key", func(t *testing.T) {
+		if status, b, _ := s.Do(ctx, "DELETE", "/api/v1/keys/"+execID, nil); status != http.StatusNoContent {
+			t.Fatalf("revoke: %d %s", status, b)
+		}
+		status, b, _ := s.DoWithKey(ctx, execKey, "POST", "/api/v1/execute", run)
+		if status != 401 || !strings.Contains(string(b), "revoked") {
+			t.Errorf("revoked key: %d %s", status, b)
+		}
+		if status, _, _ := s.Do(ctx, "DELETE", "/api/v1/keys/key_nope", nil); status != 404 {
+			t.Errorf("revoking an unknown key: %d", status)
+		}
+	})
+}
+
+// TestAccountIsolation checks one account cannot see another's executions.
+func TestAccountIsolation(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	a, b := s.ClientWithKey(s.NewKey(ctx, "execute")), s.ClientWithKey(s.NewKey(ctx, "execute"))
+	res, err := a.Execute(ctx, client.ExecuteRequest{Language: "python", Code: "print('a')"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GetExecution(ctx, res.ExecutionID); err != nil {
+		t.Errorf("the owner cannot read its execution: %v", err)
+	}
+	if _, err := b.GetExecution(ctx, res.ExecutionID); !client.IsNotFound(err) {
+		t.Errorf("another account reading the execution: %v, want 404", err)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	key, _ := createKey(t, s, `{"name":"slow","scopes":["execute"],"rate_per_minute":6,"burst":3}`)
+	for i := range 3 {
+		status, b, hdr := s.DoWithKey(ctx, key, "GET", "/api/v1/pools", nil)
+		if status != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i, status, b)
+		}
+		if hdr.Get("RateLimit-Limit") != "3" || hdr.Get("RateLimit-Remaining") != strconv.Itoa(2-i) {
+			t.Errorf("request %d headers: limit %q remaining %q", i, hdr.Get("RateLimit-Limit"), hdr.Get("RateLimit-Remaining"))
+		}
+	}
+	status, b, hdr := s.DoWithKey(ctx, key, "GET", "/api/v1/pools", nil)
+	retry, _ := strconv.Atoi(hdr.Get("Retry-After"))
+	if status != http.StatusTooManyRequests || retry < 1 || retry > 11 || !strings.Contains(string(b), "rate_limited") {
+		t.Errorf("after the burst: %d Retry-After %q %s", status, hdr.Get("Retry-After"), b)
+	}
+	// Another key is not affected.
+	if status, _, _ := s.Do(ctx, "GET", "/api/v1/pools", nil); status != 200 {
+		t.Errorf("the admin key was limited too: %d", status)
+	}
+}
+
+func TestQuotas(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_QUOTA_EXECUTIONS=1", "FAAS_QUOTA_MEMORY_MB=1024"}})
+	ctx := context.Background()
+	status, b, _ := s.Do(ctx, "POST", "/api/v1/execute", []byte(`{"code":"print(1)","memory_mb":2048}`))
+	if status != http.StatusTooManyRequests || !strings.Contains(string(b), "quota_exceeded") || !strings.Contains(string(b), "memory") {
+		t.Errorf("over the memory quota: %d %s", status, b)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, _ = s.Client().Execute(cctx, client.ExecuteRequest{Language: "python", Code: "import time; time.sleep(4)"})
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	status, b, hdr := s.Do(ctx, "POST", "/api/v1/execute", []byte(`{"code":"print(1)"}`))
+	if status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.Contains(string(b), "executions") {
+		t.Errorf("over the executions quota: %d %s", status, b)
+	}
+	// Another account has its own quota.
+	other := s.ClientWithKey(s.NewKey(ctx, "execute"))
+	if res, err := other.Execute(ctx, client.ExecuteRequest{Language: "python", Code: "print(2)"}); err != nil || res.Stdout != "2\n" {
+		t.Errorf("another account was refused: %v", err)
+	}
+	wg.Wait()
+	if status, b, _ := s.Do(ctx, "POST", "/api/v1/execute", []byte(`{"code":"print(1)"}`)); status != 200 {
+		t.Errorf("after the running execution ended: %d %s", status, b)
+	}
+}
+
+func TestUsageMetering(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	key := s.NewKey(ctx, "execute")
+	c := s.ClientWithKey(key)
+	cheap, err := c.Execute(ctx, client.ExecuteRequest{Language: "python", Code: "print(1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	burn, err := c.Execute(ctx, client.ExecuteRequest{Language: "python", Code: "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass", TimeoutMS: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if burn.Usage.CPUMS < 1000 || burn.Usage.CostMicroUSD <= cheap.Usage.CostMicroUSD || burn.Usage.CostMicroUSD < 24 {
+		t.Errorf("a 1.5 s CPU burn (cpu %d ms, %d µ$) does not bill more than a print (cpu %d ms, %d µ$)",
+			burn.Usage.CPUMS, burn.Usage.CostMicroUSD, cheap.Usage.CPUMS, cheap.Usage.CostMicroUSD)
+	}
+	warm, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: "print(1)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := cheap.Usage.CostMicroUSD + burn.Usage.CostMicroUSD + warm.Usage.CostMicroUSD
+
+	// The month so far: every execution, billed exactly as answered.
+	var cur struct {
+		Usage struct {
+			Executions   int64   `json:"executions"`
+			CPUSeconds   float64 `json:"cpu_seconds"`
+			CostMicroUSD int64   `json:"cost_micro_usd"`
+		}
+		Tier            string `json:"tier"`
+		DiscountPercent int64  `json:"discount_percent"`
+		BillMicroUSD    int64  `json:"bill_micro_usd"`
+		ProjectedMicro  int64  `json:"projected_micro_usd"`
+	}
+	status, b, _ := s.DoWithKey(ctx, key, "GET", "/api/v1/usage/current", nil)
+	if status != 200 || json.Unmarshal(b, &cur) != nil {
+		t.Fatalf("usage/current: %d %s", status, b)
+	}
+	if cur.Usage.Executions != 3 || cur.Usage.CostMicroUSD != sum || cur.Usage.CPUSeconds < 1 ||
+		cur.Tier != "starter" || cur.DiscountPercent != 0 || cur.BillMicroUSD != sum || cur.ProjectedMicro < sum {
+		t.Errorf("usage/current %s, want 3 executions costing %d µ$", b, sum)
+	}
+
+	// Grouped by mode.
+	var byMode struct {
+		Rows []struct {
+			Group        string `json:"group"`
+			Executions   int64  `json:"executions"`
+			CostMicroUSD int64  `json:"cost_micro_usd"`
+		}
+		Total struct {
+			CostMicroUSD int64 `json:"cost_micro_usd"`
+		}
+	}
+	status, b, _ = s.DoWithKey(ctx, key, "GET", "/api/v1/usage?group_by=mode", nil)
+	if status != 200 || json.Unmarshal(b, &byMode) != nil || len(byMode.Rows) != 2 ||
+		byMode.Rows[0].Group != "cached" || byMode.Rows[0].Executions != 1 || byMode.Rows[1].Executions != 2 || byMode.Total.CostMicroUSD != sum {
+		t.Errorf("usage by mode: %d %s", status, b)
+	}
+	if status, b, _ := s.DoWithKey(ctx, key, "GET", "/api/v1/usage?group_by=year", nil); status != 400 {
+		t.Errorf("bad grouping: %d %s", status, b)
+	}
+
+	// Another account's usage is its own.
+	status, b, _ = s.DoWithKey(ctx, s.NewKey(ctx), "GET", "/api/v1/usage/current", nil)
+	if status != 200 || json.Unmarshal(b, &cur) != nil || cur.Usage.Executions != 0 {
+		t.Errorf("a new account's usage: %d %s", status, b)
+	}
+}

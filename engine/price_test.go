@@ -1,0 +1,58 @@
+package engine
+
+import (
+	"testing"
+	"time"
+)
+
+func TestTierFor(t *testing.T) {
+	tests := []struct {
+		spend    int64
+		tier     string
+		discount int64
+	}{
+		{0, "starter", 0},
+		{99_999_999, "starter", 0},
+		{100_000_000, "growth", 10},
+		{999_999_999, "growth", 10},
+		{1_000_000_000, "scale", 20},
+		{9_999_999_999, "scale", 20},
+		{10_000_000_000, "enterprise", 30},
+		{1 << 50, "enterprise", 30},
+	}
+	for _, tt := range tests {
+		got := TierFor(tt.spend)
+		if got.Name != tt.tier || got.DiscountPercent != tt.discount {
+			t.Errorf("TierFor(%d) = %+v, want %s at %d%%", tt.spend, got, tt.tier, tt.discount)
+		}
+	}
+	if got := TierFor(200_000_000).Discounted(200_000_000); got != 180_000_000 {
+		t.Errorf("growth discount of $200 = %d micro-dollars, want 180000000", got)
+	}
+}
+
+func TestPrice(t *testing.T) {
+	tests := []struct {
+		name string
+		mode string
+		cpu  time.Duration
+		mem  int64
+		d    time.Duration
+		want int64
+	}{
+		// One vCPU-second is $0.000024 = 24 micro-dollars.
+		{"one cpu second", ModeEphemeral, time.Second, 0, time.Second, 24},
+		// One GiB held for 1000 s is $0.003 = 3000 micro-dollars.
+		{"one GB for 1000 s", ModeEphemeral, 0, 1 << 30, 1000 * time.Second, 3000},
+		{"cached is 0.8x", ModeCached, 10 * time.Second, 0, time.Second, 192},
+		{"branched is 1.5x", ModeBranched, 10 * time.Second, 0, time.Second, 360},
+		{"persistent is 2x", ModePersistent, 10 * time.Second, 0, time.Second, 480},
+		{"checkpointed is 1.2x", ModeCheckpointed, 10 * time.Second, 0, time.Second, 288},
+		{"rounds to the micro-dollar", ModeEphemeral, 20 * time.Millisecond, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		if got := Price(tt.mode, tt.cpu, tt.mem, tt.d); got != tt.want {
+			t.Errorf("%s: Price = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,308 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+
+import { SDK_VERSION, Transport } from './http.js';
+import type {
+  ApiKey,
+  Branch,
+  BranchRequest,
+  CreateInstanceRequest,
+  CreateKeyRequest,
+  CreateSnapshotRequest,
+  ExecuteRequest,
+  ExecuteResult,
+  Execution,
+  ExposedPort,
+  ExposeRequest,
+  Health,
+  Instance,
+  InstanceExecRequest,
+  MergeStrategy,
+  PoolsResult,
+  PrewarmRequest,
+  PrewarmResult,
+  RequestOptions,
+  Snapshot,
+  SshInfo,
+  SyncOptions,
+  SyncResult,
+  UsageReport,
+} from './types.js';
+
+/** Options of `new FaaSClient(...)`. */
+export interface ClientOptions {
+  /** API key, sent as `Authorization: Bearer <key>`. Default: env FAAS_API_KEY. */
+  apiKey?: string;
+  /**
+   * Server address such as `http://127.0.0.1:8080` (a trailing slash or a path
+   * prefix is fine). Default: env FAAS_ENDPOINT, else http://127.0.0.1:8080.
+   */
+  endpoint?: string;
+  /** How many times a 429/503 answer is retried (default 3; 0 disables retries). */
+  maxRetries?: number;
+  /** Longest wait before one retry, in ms, whatever Retry-After says (default 30000). */
+  maxRetryWaitMs?: number;
+  /** Time limit of each HTTP attempt in ms (default: none; see README on long executions). */
+  timeoutMs?: number;
+  /** The fetch implementation (default: the global fetch of Node ≥ 20). */
+  fetch?: typeof fetch;
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>;
+}
+
+/** `usage()` is callable and has `usage.current()`. */
+export interface UsageApi {
+  /** GET /api/v1/usage — usage metrics of the caller's account (provisional). */
+  (options?: RequestOptions): Promise<UsageReport>;
+  /** GET /api/v1/usage/current — usage of the current billing period (provisional). */
+  current(options?: RequestOptions): Promise<UsageReport>;
+}
+
+function seg(name: string, id: string): string {
+  if (typeof id !== 'string' || id === '') {
+    throw new TypeError(`${name} must be a non-empty string`);
+  }
+  return encodeURIComponent(id);
+}
+
+/**
+ * A client of one faas server. Every method sends one documented API call and
+ * resolves with its camelCased JSON answer, or rejects with a FaaSError.
+ *
+ * ```ts
+ * const client = new FaaSClient({ apiKey: process.env.FAAS_API_KEY, endpoint: 'http://127.0.0.1:8080' });
+ * const r = await client.execute({ code: 'print(1)', language: 'python' });
+ * console.log(r.status, r.exitCode, r.stdout);
+ * ```
+ */
+export class FaaSClient {
+  /** The server address requests go to (no trailing slash). */
+  readonly endpoint: string;
+  private readonly http: Transport;
+
+  /** Snapshots (provisional: the server answers 404 until they land). */
+  readonly snapshots: {
+    create(req: CreateSnapshotRequest, options?: RequestOptions): Promise<Snapshot>;
+    list(options?: RequestOptions): Promise<Snapshot[]>;
+    get(snapshotId: string, options?: RequestOptions): Promise<Snapshot>;
+    delete(snapshotId: string, options?: RequestOptions): Promise<void>;
+    restore(snapshotId: string, options?: RequestOptions): Promise<Instance>;
+  };
+
+  /** Branches (provisional). */
+  readonly branches: {
+    create(snapshotId: string, req: BranchRequest, options?: RequestOptions): Promise<Branch>;
+    merge(branchIds: string[], strategy?: MergeStrategy, options?: RequestOptions): Promise<Record<string, unknown>>;
+  };
+
+  /** Persistent instances (provisional). */
+  readonly instances: {
+    create(req?: CreateInstanceRequest, options?: RequestOptions): Promise<Instance>;
+    list(options?: RequestOptions): Promise<Instance[]>;
+    get(instanceId: string, options?: RequestOptions): Promise<Instance>;
+    exec(instanceId: string, req: InstanceExecRequest, options?: RequestOptions): Promise<ExecuteResult>;
+    stop(instanceId: string, options?: RequestOptions): Promise<Instance>;
+    start(instanceId: string, options?: RequestOptions): Promise<Instance>;
+    pause(instanceId: string, options?: RequestOptions): Promise<Instance>;
+    resume(instanceId: string, options?: RequestOptions): Promise<Instance>;
+    delete(instanceId: string, options?: RequestOptions): Promise<void>;
+    expose(instanceId: string, req: ExposeRequest, options?: RequestOptions): Promise<ExposedPort>;
+    ssh(instanceId: string, options?: RequestOptions): Promise<SshInfo>;
+    sync(instanceId: string, opts: SyncOptions, options?: RequestOptions): Promise<SyncResult>;
+  };
+
+  /** API keys (needs a key with the `admin` scope). */
+  readonly keys: {
+    create(req?: CreateKeyRequest, options?: RequestOptions): Promise<ApiKey>;
+    list(account?: string, options?: RequestOptions): Promise<ApiKey[]>;
+    revoke(keyId: string, options?: RequestOptions): Promise<void>;
+  };
+
+  /** Usage and billing (provisional): `usage()` and `usage.current()`. */
+  readonly usage: UsageApi;
+
+  constructor(options: ClientOptions = {}) {
+    let endpoint = (options.endpoint ?? process.env['FAAS_ENDPOINT'] ?? 'http://127.0.0.1:8080').trim();
+    if (!endpoint.includes('://')) endpoint = 'http://' + endpoint;
+    this.endpoint = endpoint.replace(/\/+$/, '');
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== 'function') {
+      throw new TypeError('no fetch implementation: use Node.js 20 or later, or pass options.fetch');
+    }
+    this.http = new Transport({
+      endpoint: this.endpoint,
+      apiKey: options.apiKey ?? process.env['FAAS_API_KEY'],
+      maxRetries: Math.max(0, options.maxRetries ?? 3),
+      maxRetryWaitMs: Math.max(0, options.maxRetryWaitMs ?? 30_000),
+      timeoutMs: options.timeoutMs,
+      fetch: fetchImpl,
+      userAgent: `faas-typescript/${SDK_VERSION}`,
+      headers: options.headers ?? {},
+    });
+    const http = this.http;
+
+    this.snapshots = {
+      create: (req, o) => http.call<Snapshot>('POST', '/api/v1/snapshots', { ...o, body: req }),
+      list: async (o) => listOf<Snapshot>(await http.call<unknown>('GET', '/api/v1/snapshots', { ...o }), 'snapshots'),
+      get: (id, o) => http.call<Snapshot>('GET', `/api/v1/snapshots/${seg('snapshotId', id)}`, { ...o }),
+      delete: async (id, o) => {
+        await http.call<unknown>('DELETE', `/api/v1/snapshots/${seg('snapshotId', id)}`, { ...o });
+      },
+      restore: (id, o) => http.call<Instance>('POST', `/api/v1/snapshots/${seg('snapshotId', id)}/restore`, { ...o, body: {} }),
+    };
+
+    this.branches = {
+      create: (snapshotId, req, o) => {
+        seg('snapshotId', snapshotId);
+        return http.call<Branch>('POST', '/api/v1/branches', { ...o, body: { parentSnapshot: snapshotId, ...req } });
+      },
+      merge: (branchIds, strategy, o) =>
+        http.call<Record<string, unknown>>('POST', '/api/v1/branches/merge', { ...o, body: { branchIds, strategy } }),
+    };
+
+    const instancePost = (action: string) => (id: string, o?: RequestOptions) =>
+      http.call<Instance>('POST', `/api/v1/instances/${seg('instanceId', id)}/${action}`, { ...o, body: {} });
+    this.instances = {
+      create: (req, o) => http.call<Instance>('POST', '/api/v1/instances', { ...o, body: req ?? {} }),
+      list: async (o) => listOf<Instance>(await http.call<unknown>('GET', '/api/v1/instances', { ...o }), 'instances'),
+      get: (id, o) => http.call<Instance>('GET', `/api/v1/instances/${seg('instanceId', id)}`, { ...o }),
+      exec: (id, req, o) =>
+        http.call<ExecuteResult>('POST', `/api/v1/instances/${seg('instanceId', id)}/exec`, { ...o, body: req }),
+      stop: instancePost('stop'),
+      start: instancePost('start'),
+      pause: instancePost('pause'),
+      resume: instancePost('resume'),
+      delete: async (id, o) => {
+        await http.call<unknown>('DELETE', `/api/v1/instances/${seg('instanceId', id)}`, { ...o });
+      },
+      expose: (id, req, o) =>
+        http.call<ExposedPort>('POST', `/api/v1/instances/${seg('instanceId', id)}/expose`, { ...o, body: req }),
+      ssh: (id, o) => http.call<SshInfo>('GET', `/api/v1/instances/${seg('instanceId', id)}/ssh`, { ...o }),
+      sync: async (id, opts, o) => {
+        const path = `/api/v1/instances/${seg('instanceId', id)}/sync`;
+        const files = await collectFiles(opts.localDir, opts.exclude ?? []);
+        const bytesSent = files.reduce((n, f) => n + f.size, 0);
+        const body = {
+          remote_dir: opts.remoteDir,
+          files: files.map((f) => ({ path: f.path, mode: f.mode, content_base64: f.content })),
+        };
+        const response = await http.call<Record<string, unknown>>('POST', path, { ...o, body, raw: true });
+        return { filesSent: files.length, bytesSent, response: response ?? {} };
+      },
+    };
+
+    this.keys = {
+      create: (req, o) => http.call<ApiKey>('POST', '/api/v1/keys', { ...o, body: req ?? {} }),
+      list: async (account, o) =>
+        listOf<ApiKey>(await http.call<unknown>('GET', '/api/v1/keys', { ...o, query: { account } }), 'keys'),
+      revoke: async (id, o) => {
+        await http.call<unknown>('DELETE', `/api/v1/keys/${seg('keyId', id)}`, { ...o });
+      },
+    };
+
+    const usage = ((o?: RequestOptions) => http.call<UsageReport>('GET', '/api/v1/usage', { ...o })) as UsageApi;
+    usage.current = (o) => http.call<UsageReport>('GET', '/api/v1/usage/current', { ...o });
+    this.usage = usage;
+  }
+
+  /**
+   * Runs code (or a command) once and waits for it to finish: POST /api/v1/execute.
+   * A program that fails or times out is not an error: look at `status` and
+   * `exitCode`. Rejects with a FaaSError when the server refuses the request
+   * (400 bad input, 401 bad key, 501 planned mode, 503 busy after retries, …).
+   */
+  execute(req: ExecuteRequest, options?: RequestOptions): Promise<ExecuteResult> {
+    return this.http.call<ExecuteResult>('POST', '/api/v1/execute', { ...options, body: req });
+  }
+
+  /** The stored record of a past execution (no output): GET /api/v1/executions/{id}. */
+  getExecution(executionId: string, options?: RequestOptions): Promise<Execution> {
+    return this.http.call<Execution>('GET', `/api/v1/executions/${seg('executionId', executionId)}`, { ...options });
+  }
+
+  /** Readies `count` warm sandboxes in the caller's pool now: POST /api/v1/prewarm. */
+  prewarm(req: PrewarmRequest = {}, options?: RequestOptions): Promise<PrewarmResult> {
+    return this.http.call<PrewarmResult>('POST', '/api/v1/prewarm', { ...options, body: req });
+  }
+
+  /** The caller's warm pools and the server's stock: GET /api/v1/pools. */
+  pools(options?: RequestOptions): Promise<PoolsResult> {
+    return this.http.call<PoolsResult>('GET', '/api/v1/pools', { ...options });
+  }
+
+  /**
+   * The server's health: GET /health (no API key, no retries). A degraded
+   * server answers 503 with a report; that report is returned, not thrown.
+   */
+  async health(options?: RequestOptions): Promise<Health> {
+    const { status, data } = await this.http.send(
+      'GET',
+      '/health',
+      { ...options, auth: false, retry: false },
+      (s) => (s >= 200 && s <= 299) || s === 503,
+    );
+    const h = data as Health | undefined;
+    if (status === 503 && (h === undefined || typeof h !== 'object' || typeof h.status !== 'string')) {
+      // A 503 that is not a health report (a proxy, say): fail like any error.
+      return this.http.call<Health>('GET', '/health', { ...options, auth: false, retry: false });
+    }
+    return h as Health;
+  }
+
+  /**
+   * Snapshots a finished execution: POST /api/v1/snapshots {execution_id, name}.
+   * Provisional: rejects with a FaaSError (404) until the server has snapshots.
+   */
+  createSnapshot(executionId: string, opts: { name?: string } = {}, options?: RequestOptions): Promise<Snapshot> {
+    seg('executionId', executionId);
+    return this.snapshots.create({ executionId, ...opts }, options);
+  }
+
+  /**
+   * Runs code in a branch restored from a snapshot: POST /api/v1/branches
+   * {parent_snapshot, code, language, count}. Provisional (404 today).
+   */
+  createBranch(snapshotId: string, req: BranchRequest, options?: RequestOptions): Promise<Branch> {
+    return this.branches.create(snapshotId, req, options);
+  }
+}
+
+/** Accepts a bare array or an object holding the array under `key`. */
+function listOf<T>(answer: unknown, key: string): T[] {
+  if (Array.isArray(answer)) return answer as T[];
+  const inner = (answer as Record<string, unknown> | undefined)?.[key];
+  return Array.isArray(inner) ? (inner as T[]) : [];
+}
+
+interface LocalFile {
+  path: string;
+  mode: number;
+  size: number;
+  content: string;
+}
+
+/** Regular files under dir (relative POSIX paths), leaving out `exclude`d names. */
+async function collectFiles(dir: string, exclude: string[]): Promise<LocalFile[]> {
+  const info = await stat(dir);
+  if (!info.isDirectory()) throw new TypeError(`localDir ${dir} is not a directory`);
+  const skip = new Set(exclude.map((e) => e.replace(/\/+$/, '')));
+  const out: LocalFile[] = [];
+  const walk = async (d: string): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const full = join(d, e.name);
+      const rel = relative(dir, full).split(sep).join('/');
+      if (skip.has(e.name) || skip.has(rel)) continue;
+      if (e.isDirectory()) {
+        await walk(full);
+      } else if (e.isFile()) {
+        const [content, st] = await Promise.all([readFile(full), stat(full)]);
+        out.push({ path: rel, mode: st.mode & 0o777, size: content.length, content: content.toString('base64') });
+      }
+      // Symbolic links, sockets and devices are not sent.
+    }
+  };
+  await walk(dir);
+  return out;
+}

@@ -1,0 +1,335 @@
+// Request and result types. Field names are the camelCase forms of the wire's
+// snake_case JSON names (`exit_code` → `exitCode`); see README.md.
+//
+// Types marked "provisional" describe endpoints the server does not offer yet
+// (snapshots, branches, instances, usage). Their known fields follow DESIGN.md;
+// every other field the server sends is kept (camelCased) through the index
+// signature, so nothing is lost when the server's answer grows.
+
+/** Languages the server runs `code` in. */
+export type Language = 'python' | 'javascript' | 'typescript' | 'bash';
+
+/**
+ * Execution modes. `ephemeral` and `cached` are available; `checkpointed`,
+ * `branched` and `persistent` are planned and answered with 501 today.
+ */
+export type Mode = 'ephemeral' | 'cached' | 'checkpointed' | 'branched' | 'persistent';
+
+/** How an execution ended. */
+export type ExecutionStatus = 'succeeded' | 'failed' | 'timeout' | 'error';
+
+/** Options every call accepts. */
+export interface RequestOptions {
+  /** Aborts the call (retries included); the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * Time limit for each HTTP attempt in milliseconds (overrides the client's
+   * `timeoutMs`); when it passes the call rejects with a FaaSError of code
+   * `timeout`. Leave room for the execution's own `timeoutMs`.
+   */
+  timeoutMs?: number;
+}
+
+/** CPU and memory limits of an execution's sandbox. */
+export interface Resources {
+  /** CPUs, possibly fractional (0.5). */
+  cpuCores?: number;
+  /** Memory limit in MiB (64…8192). */
+  memoryMb?: number;
+}
+
+/** Environment variables: an object, or `[name, value]` pairs. */
+export type EnvVars = Record<string, string> | Array<[string, string]>;
+
+/** Body of `execute` (POST /api/v1/execute). Give `code` (+ `language`) or `command`. */
+export interface ExecuteRequest {
+  /** Program source, run as `language`. */
+  code?: string;
+  /** Defaults to `python` on the server. */
+  language?: Language;
+  /** Instead of `code`: a shell command run by `sh -c`, or an argv array. */
+  command?: string | string[];
+  /** Defaults to `ephemeral`. */
+  mode?: Mode;
+  /** Text given to the program's standard input (otherwise it reads /dev/null). */
+  stdin?: string;
+  /** Environment variables for the program. */
+  envVars?: EnvVars;
+  /** Wall-clock limit in milliseconds (server default 30000, at most 900000). */
+  timeoutMs?: number;
+  /** CPU and memory limits. */
+  resources?: Resources;
+  /** Absolute working directory, created if missing (default /workspace). */
+  workingDir?: string;
+  /** Root filesystem image (`host` is the only image in this version). */
+  image?: string;
+  /** Planned (checkpointed mode): snapshot the sandbox after the run. */
+  checkpointAfter?: boolean;
+  /** Planned: the snapshot to start from. */
+  snapshotId?: string;
+  /** Planned (branched mode): the snapshot to branch from. */
+  parentSnapshot?: string;
+  /** Planned (persistent mode): the session to run in. */
+  sessionId?: string;
+  /** Planned: the instance to run in. */
+  instanceId?: string;
+}
+
+/** Resources an execution consumed and their price. */
+export interface ExecutionUsage {
+  cpuMs: number;
+  memoryPeakMb: number;
+  costUsd: number;
+  costMicroUsd: number;
+}
+
+/** Result of `execute`: the finished execution with its output. */
+export interface ExecuteResult {
+  /** Identifies the execution (see `getExecution`). */
+  executionId: string;
+  /** Same as `executionId` (kept for clients of the original SDKs). */
+  requestId: string;
+  status: ExecutionStatus;
+  /** The program's exit status (137 when killed at the time or memory limit). */
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** Same as `stdout` (original SDKs' name). */
+  output: string;
+  /** Same as `stderr` (original SDKs' name). */
+  logs: string;
+  /** Output beyond the server's limit (1 MiB per stream by default) was dropped. */
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  timedOut: boolean;
+  oomKilled: boolean;
+  /** What went wrong when `status` is `error` or `timeout`; absent otherwise. */
+  error?: string;
+  durationMs: number;
+  mode: Mode;
+  language?: Language;
+  /** True when a cached execution reused a warm sandbox. */
+  warm: boolean;
+  /** Planned: the snapshot made after the run (checkpointed mode). */
+  snapshotId?: string;
+  usage: ExecutionUsage;
+}
+
+/** The stored record of an execution (`getExecution`); it holds no output. */
+export interface Execution {
+  executionId: string;
+  status: ExecutionStatus | string;
+  exitCode: number;
+  mode: Mode;
+  language?: Language;
+  image: string;
+  error?: string;
+  durationMs: number;
+  /** RFC 3339 timestamp. */
+  createdAt: string;
+  /** RFC 3339 timestamp; absent while the execution runs. */
+  finishedAt?: string;
+  usage: ExecutionUsage;
+}
+
+/** Answer of `health` (GET /health). */
+export interface Health {
+  /** `ok`, or `degraded` when the sandbox runtime or the database is not usable. */
+  status: 'ok' | 'degraded' | string;
+  version: string;
+  runtime: { name: string; version?: string; ready: boolean; error?: string };
+  database: { driver: string; ok: boolean; error?: string };
+  sandboxes: { live: number; stocked: number };
+}
+
+/** One warm pool of the caller's account. */
+export interface Pool {
+  image: string;
+  idle: number;
+  inUse: number;
+  hits: number;
+  misses: number;
+  boots: number;
+  retired: number;
+  reaped: number;
+  evicted: number;
+}
+
+/** Answer of `pools` (GET /api/v1/pools). */
+export interface PoolsResult {
+  pools: Pool[];
+  /** The server's stock of pre-booted, never-used sandboxes. */
+  stock: { target: number; ready: number; booted: number; languages: string[] };
+}
+
+/** Body of `prewarm` (POST /api/v1/prewarm). */
+export interface PrewarmRequest {
+  /** Default `python`. */
+  language?: Language;
+  /** How many warm sandboxes to add, 1…32 (default 1). */
+  count?: number;
+  /** Default `host`. */
+  image?: string;
+}
+
+/** Answer of `prewarm`. */
+export interface PrewarmResult {
+  image: string;
+  language: string;
+  /** How many warm sandboxes were added. */
+  added: number;
+  /** The pool's figures after the call. */
+  pool: Pool;
+}
+
+/** Scopes an API key can hold. */
+export type Scope = 'admin' | 'execute' | 'instances' | 'snapshots';
+
+/** Body of `keys.create` (admin). */
+export interface CreateKeyRequest {
+  name?: string;
+  /** Default: execute, instances, snapshots. */
+  scopes?: Scope[];
+  /** The account the key acts for; default: a new account of its own. */
+  account?: string;
+}
+
+/** An API key; `key` (the secret) is only in the answer of `keys.create`. */
+export interface ApiKey {
+  id: string;
+  key?: string;
+  name: string;
+  account: string;
+  /** The first characters of the key, to recognise it. */
+  prefix: string;
+  scopes: Scope[];
+  createdAt: string;
+  revokedAt?: string;
+}
+
+// ---------------------------------------------------------------------------
+// Provisional: endpoints the server does not offer yet (see DESIGN.md).
+
+/** Body of `snapshots.create`: what to snapshot (one of the ids) and a name. */
+export interface CreateSnapshotRequest {
+  executionId?: string;
+  sessionId?: string;
+  instanceId?: string;
+  name?: string;
+}
+
+/** Provisional: a snapshot. */
+export interface Snapshot {
+  id: string;
+  name?: string;
+  parent?: string;
+  image?: string;
+  language?: string;
+  sizeBytes?: number;
+  createdAt?: string;
+  [field: string]: unknown;
+}
+
+/** Body of `createBranch` / `branches.create` besides the parent snapshot. */
+export interface BranchRequest {
+  code: string;
+  language?: Language;
+  /** How many independent children to start (default 1). */
+  count?: number;
+}
+
+/** Provisional: the answer of a branch request. */
+export interface Branch {
+  id?: string;
+  parentSnapshot?: string;
+  [field: string]: unknown;
+}
+
+/** How `branches.merge` combines the branches' filesystem changes. */
+export type MergeStrategy = 'union' | 'intersection' | 'latest';
+
+/** Provisional: a persistent instance. */
+export interface Instance {
+  id: string;
+  status?: string;
+  image?: string;
+  language?: string;
+  createdAt?: string;
+  [field: string]: unknown;
+}
+
+/** Body of `instances.create`. */
+export interface CreateInstanceRequest {
+  image?: string;
+  language?: Language;
+  resources?: Resources;
+  envVars?: EnvVars;
+  name?: string;
+  [field: string]: unknown;
+}
+
+/** Body of `instances.exec`. */
+export interface InstanceExecRequest {
+  code?: string;
+  language?: Language;
+  command?: string | string[];
+  stdin?: string;
+  envVars?: EnvVars;
+  timeoutMs?: number;
+  workingDir?: string;
+}
+
+/** Body of `instances.expose`. */
+export interface ExposeRequest {
+  /** Port inside the instance. */
+  port: number;
+  /** A name for the exposed service (part of its URL). */
+  name?: string;
+}
+
+/** Provisional: an exposed port. */
+export interface ExposedPort {
+  url: string;
+  name?: string;
+  port?: number;
+  [field: string]: unknown;
+}
+
+/** Provisional: SSH credentials of an instance. */
+export interface SshInfo {
+  host?: string;
+  port?: number;
+  username?: string;
+  privateKey?: string;
+  command?: string;
+  [field: string]: unknown;
+}
+
+/** Options of `instances.sync` (an upload of a local directory). */
+export interface SyncOptions {
+  /** Local directory to upload. */
+  localDir: string;
+  /** Absolute directory in the instance to write into. */
+  remoteDir: string;
+  /**
+   * Names to leave out: a file or directory is skipped when its name, or its
+   * path relative to `localDir`, equals an entry (`node_modules`, `.git`,
+   * `build/cache`). No glob patterns.
+   */
+  exclude?: string[];
+}
+
+/** Provisional: the answer of `instances.sync`. */
+export interface SyncResult {
+  /** Files the SDK sent. */
+  filesSent: number;
+  /** Bytes of file content the SDK sent. */
+  bytesSent: number;
+  /** The server's answer, camelCased. */
+  response: Record<string, unknown>;
+}
+
+/** Provisional: usage and billing figures. */
+export interface UsageReport {
+  [field: string]: unknown;
+}
