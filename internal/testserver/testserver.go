@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -103,7 +104,8 @@ func Require(t testing.TB) string {
 }
 
 // Binaries builds faas and faas-agent from this tree (once per test binary) and
-// returns the directory holding them.
+// returns the directory holding them. Test binaries of several packages may run
+// at once: each builds to a temporary name and renames it into place.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -112,16 +114,24 @@ func Binaries(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		buildDir, buildErr = os.MkdirTemp("", "faas-test-bin-")
-		if buildErr != nil {
+		// One directory per source tree, reused by every test binary and run
+		// (go build only rewrites what changed).
+		sum := sha256.Sum256([]byte(root))
+		buildDir = filepath.Join(os.TempDir(), "faas-test-bin-"+hex.EncodeToString(sum[:6]))
+		if buildErr = os.MkdirAll(buildDir, 0o755); buildErr != nil {
 			return
 		}
 		for _, pkg := range []string{"faas", "faas-agent"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, pkg), "./cmd/"+pkg)
+			tmp := filepath.Join(buildDir, fmt.Sprintf(".%s.%d", pkg, os.Getpid()))
+			cmd := exec.Command("go", "build", "-o", tmp, "./cmd/"+pkg)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
+				os.Remove(tmp)
 				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+				return
+			}
+			if buildErr = os.Rename(tmp, filepath.Join(buildDir, pkg)); buildErr != nil {
 				return
 			}
 		}

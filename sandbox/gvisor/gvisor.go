@@ -319,9 +319,18 @@ func (d *Driver) Sweep(ctx context.Context) (int, error) {
 // the empty network namespace runsc keeps in its state root for gofers.
 func (d *Driver) Close() error {
 	_, err := d.Sweep(context.Background())
+	// Concurrent first starts can stack more than one mount there: unmount until
+	// none is left.
 	nsPath := filepath.Join(d.runRoot, "null-netns")
-	if uerr := syscall.Unmount(nsPath, syscall.MNT_DETACH); uerr != nil && uerr != syscall.EINVAL && uerr != syscall.ENOENT {
-		err = errors.Join(err, fmt.Errorf("unmounting %s: %w", nsPath, uerr))
+	for range 16 {
+		uerr := syscall.Unmount(nsPath, syscall.MNT_DETACH)
+		if uerr == syscall.EINVAL || uerr == syscall.ENOENT {
+			break
+		}
+		if uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmounting %s: %w", nsPath, uerr))
+			break
+		}
 	}
 	return err
 }

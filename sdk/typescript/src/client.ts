@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 
+import { camelize } from './convert.js';
 import { SDK_VERSION, Transport } from './http.js';
 import type {
   ApiKey,
@@ -235,18 +236,10 @@ export class FaaSClient {
    * server answers 503 with a report; that report is returned, not thrown.
    */
   async health(options?: RequestOptions): Promise<Health> {
-    const { status, data } = await this.http.send(
-      'GET',
-      '/health',
-      { ...options, auth: false, retry: false },
-      (s) => (s >= 200 && s <= 299) || s === 503,
-    );
-    const h = data as Health | undefined;
-    if (status === 503 && (h === undefined || typeof h !== 'object' || typeof h.status !== 'string')) {
-      // A 503 that is not a health report (a proxy, say): fail like any error.
-      return this.http.call<Health>('GET', '/health', { ...options, auth: false, retry: false });
-    }
-    return h as Health;
+    const isReport = (status: number, body: unknown) =>
+      status === 503 && body !== null && typeof body === 'object' && typeof (body as Health).status === 'string';
+    const { data } = await this.http.send('GET', '/health', { ...options, auth: false, retry: false }, isReport);
+    return camelize<Health>(data);
   }
 
   /**

@@ -83,19 +83,20 @@ export class Transport {
    * the retries) and when no answer came.
    */
   async call<T>(method: string, path: string, opts: CallOptions = {}): Promise<T> {
-    const { data } = await this.send(method, path, opts, (s) => s >= 200 && s <= 299);
+    const { data } = await this.send(method, path, opts);
     return camelize<T>(data);
   }
 
   /**
-   * Like call, but `accept(status)` decides which statuses are answers rather
-   * than errors (used by health, whose 503 carries a report).
+   * Like call without the key conversion of the answer. Answers with a 2xx
+   * status are returned; so is an error answer for which `accept(status,
+   * body)` is true (used by health, whose 503 carries a report).
    */
   async send(
     method: string,
     path: string,
     opts: CallOptions,
-    accept: (status: number) => boolean,
+    accept?: (status: number, body: unknown) => boolean,
   ): Promise<{ status: number; data: unknown }> {
     const url = new URL(this.config.endpoint + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) {
@@ -121,10 +122,13 @@ export class Transport {
     for (let attempt = 0; ; attempt++) {
       const resp = await this.fetchOnce(url, { method, headers, body }, what, opts.signal, timeoutMs);
       const text = await resp.text();
-      if (accept(resp.status)) {
+      if (resp.status >= 200 && resp.status <= 299) {
         return { status: resp.status, data: text === '' ? undefined : parseJSON(text, what) };
       }
       const err = toError(resp, text, what);
+      if (accept?.(resp.status, err.body)) {
+        return { status: resp.status, data: err.body };
+      }
       if (!err.isRetryable || attempt >= maxRetries) throw err;
       const wait = Math.min(err.retryAfterMs ?? backoffMs(attempt), this.config.maxRetryWaitMs);
       await sleep(wait, opts.signal);

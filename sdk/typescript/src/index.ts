@@ -1,0 +1,16 @@
+/**
+ * TypeScript/JavaScript SDK for the faas code execution platform.
+ *
+ * ```ts
+ * import { FaaSClient, FaaSError } from '@faas/sdk';
+ * const client = new FaaSClient({ apiKey: 'faas_…', endpoint: 'http://127.0.0.1:8080' });
+ * const result = await client.execute({ code: 'print("hi")', language: 'python' });
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { FaaSClient } from './client.js';
+export type { ClientOptions, UsageApi } from './client.js';
+export { FaaSError } from './errors.js';
+export { parseRetryAfter, SDK_VERSION } from './http.js';
+export type * from './types.js';

@@ -1,0 +1,96 @@
+// health, prewarm, pools and API keys against a real server.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { FaaSError, type FaaSClient } from '@faas/sdk';
+
+import { startServer, type TestServer } from './server.js';
+
+let server: TestServer;
+let client: FaaSClient;
+
+before(async () => {
+  server = await startServer();
+  client = server.client();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('health needs no key', async () => {
+  const h = await server.client({ apiKey: '' }).health();
+  assert.equal(h.status, 'ok');
+  assert.equal(h.runtime.name, 'gvisor');
+  assert.equal(h.runtime.ready, true);
+  assert.equal(h.database.ok, true);
+  assert.equal(typeof h.sandboxes.live, 'number');
+});
+
+test('prewarm readies warm sandboxes that pools reports and cached mode uses', { timeout: 120_000 }, async () => {
+  // A key of its own, so this account's pool starts empty.
+  const k = await client.keys.create({ name: 'sdk-test-pools' });
+  const c = server.client({ apiKey: k.key! });
+  const before = await c.pools();
+  assert.deepEqual(before.pools, []);
+  assert.equal(typeof before.stock.target, 'number');
+  assert.ok(Array.isArray(before.stock.languages));
+
+  const p = await c.prewarm({ language: 'python', count: 1 });
+  assert.equal(p.added, 1);
+  assert.equal(p.language, 'python');
+  assert.equal(p.image, 'host');
+  assert.equal(p.pool.idle, 1);
+
+  const pools = await c.pools();
+  assert.equal(pools.pools.length, 1);
+  assert.equal(pools.pools[0]!.image, 'host');
+  assert.equal(pools.pools[0]!.idle, 1);
+  assert.equal(typeof pools.pools[0]!.inUse, 'number');
+
+  const r = await c.execute({ code: 'print("warm")', language: 'python', mode: 'cached' });
+  assert.equal(r.stdout, 'warm\n');
+  assert.equal(r.warm, true);
+  const afterRun = await c.pools();
+  assert.ok(afterRun.pools[0]!.hits >= 1, JSON.stringify(afterRun));
+});
+
+test('prewarm with a bad count: 400', async () => {
+  await assert.rejects(client.prewarm({ count: 1000 }), (e: unknown) => e instanceof FaaSError && e.status === 400);
+});
+
+test('keys: create, use, list, revoke', { timeout: 60_000 }, async () => {
+  const k = await client.keys.create({ name: 'sdk-test', scopes: ['execute'] });
+  assert.match(k.key!, /^faas_/);
+  assert.match(k.id, /.+/);
+  assert.deepEqual(k.scopes, ['execute']);
+  assert.match(k.account, /^acct_/);
+  assert.ok(k.key!.startsWith(k.prefix), `${k.key} starts with ${k.prefix}`);
+  assert.ok(!Number.isNaN(Date.parse(k.createdAt)));
+
+  const user = server.client({ apiKey: k.key! });
+  const r = await user.execute({ command: 'echo as user' });
+  assert.equal(r.stdout, 'as user\n');
+
+  const listed = await client.keys.list();
+  const mine = listed.find((x) => x.id === k.id);
+  assert.ok(mine, 'the new key is listed');
+  assert.equal(mine.key, undefined, 'a listing never shows the secret');
+  const byAccount = await client.keys.list(k.account);
+  assert.deepEqual(byAccount.map((x) => x.id), [k.id]);
+
+  await client.keys.revoke(k.id);
+  await assert.rejects(user.pools(), (e: unknown) => e instanceof FaaSError && e.status === 401);
+  const revoked = (await client.keys.list(k.account))[0]!;
+  assert.ok(revoked.revokedAt, 'revokedAt is set');
+
+  await assert.rejects(client.keys.revoke('key_does_not_exist'), (e: unknown) => e instanceof FaaSError && e.status === 404);
+});
+
+test('keys.create refuses an unknown scope: 400', async () => {
+  await assert.rejects(
+    client.keys.create({ name: 'x', scopes: ['root' as 'admin'] }),
+    (e: unknown) => e instanceof FaaSError && e.status === 400 && /unknown scope/.test(e.message),
+  );
+});

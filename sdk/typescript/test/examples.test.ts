@@ -1,0 +1,42 @@
+// Runs examples/seed.ts (compiled) as its own process against a real server.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+
+import { startServer, type TestServer } from './server.js';
+
+let server: TestServer;
+
+before(async () => {
+  server = await startServer();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('the seed README example: execute runs; snapshot/branch surface the server answer', { timeout: 120_000 }, () => {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'seed.js');
+  const run = spawnSync(process.execPath, [script], {
+    env: { ...process.env, FAAS_API_KEY: server.adminKey, FAAS_ENDPOINT: server.endpoint },
+    encoding: 'utf8',
+    timeout: 100_000,
+  });
+  const said = `exit ${run.status}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
+  assert.match(run.stdout, /^execute: succeeded "Hello World\\n"$/m, said);
+  if (run.status === 0) {
+    // Snapshots and branches have landed on the server: the whole example ran.
+    assert.match(run.stdout, /^snapshot: \S+$/m, said);
+    assert.match(run.stdout, /^branch: /m, said);
+  } else {
+    // Not yet: createSnapshot rejected with the server's answer as a FaaSError.
+    assert.equal(run.status, 1, said);
+    assert.match(run.stderr, /FaaSError: .+/, said);
+    assert.match(run.stderr, /status: (404|501)/, said);
+    assert.match(run.stderr, /request: 'POST \/api\/v1\/snapshots'/, said);
+    assert.doesNotMatch(run.stdout, /^snapshot:/m, said);
+  }
+});
