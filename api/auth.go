@@ -70,14 +70,22 @@ func principalFrom(ctx context.Context) Principal {
 	return p
 }
 
-// keyFromRequest takes the key from `Authorization: Bearer`, or `x-api-key`.
+// keyFromRequest takes the key from `Authorization: Bearer`, or `x-api-key`; for a
+// WebSocket upgrade or an event stream (which browsers open without headers of
+// their own) also from the `api_key` query parameter.
 func keyFromRequest(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)
 		}
 	}
-	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
+	if k := strings.TrimSpace(r.Header.Get("X-Api-Key")); k != "" {
+		return k
+	}
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		return strings.TrimSpace(r.URL.Query().Get("api_key"))
+	}
+	return ""
 }
 
 // authenticate wraps h so it runs only for a valid, unrevoked key holding scope.

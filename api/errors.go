@@ -44,7 +44,9 @@ func toAPIError(err error) *apiError {
 		return newError(http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, engine.ErrUnavailable):
 		return newError(http.StatusNotImplemented, "not_available", err.Error())
-	case errors.Is(err, engine.ErrNotFound), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, engine.ErrNotFound):
+		return newError(http.StatusNotFound, "not_found", err.Error()) // engine messages are for clients
+	case errors.Is(err, store.ErrNotFound):
 		return newError(http.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, store.ErrConflict):
 		return newError(http.StatusConflict, "conflict", "already exists")

@@ -272,9 +272,14 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Output is returned as text; bytes that are not UTF-8 become U+FFFD.
+	writeJSON(w, http.StatusOK, toExecuteResponse(res))
+}
+
+// toExecuteResponse is a result as clients see it. Output is returned as text;
+// bytes that are not UTF-8 become U+FFFD.
+func toExecuteResponse(res *engine.Result) ExecuteResponse {
 	stdout, stderr := string(res.Stdout), string(res.Stderr)
-	writeJSON(w, http.StatusOK, ExecuteResponse{
+	return ExecuteResponse{
 		ExecutionID:     res.ExecutionID,
 		RequestID:       res.ExecutionID,
 		Status:          res.Status,
@@ -298,7 +303,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			CostUSD:      float64(res.CostMicroUSD) / 1e6,
 			CostMicroUSD: res.CostMicroUSD,
 		},
-	})
+	}
 }
 
 // ExecutionResponse is the stored record of an execution (without its output).

@@ -18,12 +18,13 @@ const MaxBodyBytes = 10 << 20
 
 // Server serves the v1 API.
 type Server struct {
-	engine  *engine.Engine
-	store   *store.Store
-	log     *slog.Logger
-	version string
-	mux     *http.ServeMux
-	limiter *rateLimiter
+	engine    *engine.Engine
+	store     *store.Store
+	log       *slog.Logger
+	version   string
+	mux       *http.ServeMux
+	limiter   *rateLimiter
+	heartbeat time.Duration
 }
 
 // Config configures the API server.
@@ -31,6 +32,8 @@ type Config struct {
 	Version string
 	// RateLimit is every key's request rate unless the key has its own.
 	RateLimit RateLimit
+	// Heartbeat is how often an idle stream gets a heartbeat frame (default 15 s).
+	Heartbeat time.Duration
 	Logger    *slog.Logger
 }
 
@@ -40,7 +43,10 @@ func New(e *engine.Engine, st *store.Store, cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit)}
+	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit), heartbeat: cfg.Heartbeat}
+	if s.heartbeat <= 0 {
+		s.heartbeat = 15 * time.Second
+	}
 	s.routes()
 	return s
 }
@@ -49,6 +55,9 @@ func (s *Server) routes() {
 	s.handle("GET /health", s.health)
 	s.handle("POST /api/v1/execute", s.authenticate(ScopeExecute, s.execute))
 	s.handle("GET /api/v1/executions/{id}", s.authenticate(ScopeExecute, s.getExecution))
+	s.handle("GET /api/v1/execute/stream", s.authenticate(ScopeExecute, s.executeStream))
+	s.handle("GET /api/v1/executions/{id}/stream", s.authenticate(ScopeExecute, s.attachStream))
+	s.handle("GET /api/v1/executions/{id}/events", s.authenticate(ScopeExecute, s.eventsSSE))
 	s.handle("POST /api/v1/prewarm", s.authenticate(ScopeExecute, s.prewarm))
 	s.handle("GET /api/v1/pools", s.authenticate(ScopeExecute, s.pools))
 	s.handle("GET /api/v1/usage", s.authenticate(ScopeAny, s.usage))

@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/faas-platform/faas/agent"
@@ -56,6 +58,7 @@ type Engine struct {
 	stock  *stock
 	pool   *pool
 	quotas *quotas
+	lives  *lives
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -79,6 +82,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	e.stock = newStock(e, cfg.StockSize)
 	e.pool = newPool(e)
 	e.quotas = newQuotas(cfg.Quota)
+	e.lives = &lives{m: make(map[string]*Live)}
 	return e
 }
 
@@ -207,11 +211,28 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// Execute runs one request to completion. Errors wrap ErrInvalid, ErrUnavailable or
-// ErrBusy for the client's mistakes and limits; anything else is the platform's
-// fault. A program that fails, times out or exceeds its memory is not an error: the
-// Result says so.
+// Execute runs one request to completion. Errors wrap ErrInvalid, ErrUnavailable,
+// ErrQuota or ErrBusy for the client's mistakes and limits; anything else is the
+// platform's fault. A program that fails, times out or exceeds its memory is not
+// an error: the Result says so. If ctx ends first, the execution is stopped.
 func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
+	l, err := e.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-l.Done():
+	case <-ctx.Done():
+		l.Stop()
+	}
+	return l.Result()
+}
+
+// Start validates a request, takes its sandbox and records it, then runs it in the
+// background and returns it live: its output can be followed as it is written.
+// ctx bounds only the start; the execution runs until it ends (its timeout
+// bounds it) or is stopped. Errors are those of Execute.
+func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 	if err := req.normalize(e.cfg.Limits); err != nil {
 		return nil, err
 	}
@@ -226,13 +247,22 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	}
 	e.runs.Add(1)
 	e.mu.Unlock()
-	defer e.runs.Done()
+	started := false
+	defer func() {
+		if !started {
+			e.runs.Done()
+		}
+	}()
 
 	release, err := e.quotas.acquire(req.Account, req.CPUCores, req.MemoryMB)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer func() {
+		if !started {
+			release()
+		}
+	}()
 	// The sandbox comes first: a request refused for capacity leaves no record.
 	spec := sandbox.Spec{Image: req.Image, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB}
 	key := poolKey{account: req.Account, image: req.Image}
@@ -256,12 +286,26 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 		e.giveBack(key, &req, b, nil)
 		return nil, fmt.Errorf("recording execution: %w", err)
 	}
+	l := newLive(rec.ID, req.Account, req.Mode, req.Interactive)
+	e.lives.add(l)
+	started = true
+	go func() {
+		defer e.runs.Done()
+		defer release()
+		res, err := e.run(l, rec, key, &req, b, warm, argv)
+		l.finish(res, err)
+	}()
+	return l, nil
+}
+
+// run runs a started execution and records its result.
+func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b *box, warm bool, argv []string) (*Result, error) {
 	log := e.log.With("execution", rec.ID, "sandbox", b.ID())
 	// Python runs in a process forked from the sandbox's zygote when one is ready
 	// (always for a warm pool, which keeps its zygote; for a never-used sandbox only
 	// if the stock started it, since starting one costs more than it saves once).
 	useZygote := zygoteLanguage(req.Language) != "" && req.Command == "" && (req.Mode == ModeCached || b.isWarm(req.Language))
-	res, runErr := e.runIn(ctx, log, b, &req, argv, useZygote)
+	res, runErr := e.runIn(e.ctx, log, l, b, req, argv, useZygote)
 	if useZygote && runErr == nil {
 		b.mu.Lock()
 		if !b.isWarmLocked(req.Language) {
@@ -269,7 +313,7 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 		}
 		b.mu.Unlock()
 	}
-	e.giveBack(key, &req, b, res)
+	e.giveBack(key, req, b, res)
 	if runErr != nil {
 		res = &Result{Status: store.StatusError, ExitCode: -1, Error: "the platform failed to run the execution"}
 		log.Error("execution failed", "err", runErr)
@@ -278,7 +322,7 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	res.ExecutionID, res.Mode, res.Language = rec.ID, req.Mode, req.Language
 	res.CostMicroUSD = Price(req.Mode, res.CPUTime, res.MemoryPeakBytes, res.Duration)
 
-	// The record is written even if the client went away: billed work is never lost.
+	// The record is written before anyone hears of the end: billed work is never lost.
 	fin := rec
 	now := time.Now()
 	fin.Status, fin.ExitCode, fin.Error = res.Status, res.ExitCode, res.Error
@@ -287,7 +331,7 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 	fin.CostMicroUSD = res.CostMicroUSD
 	fin.StdoutBytes, fin.StderrBytes = int64(len(res.Stdout)), int64(len(res.Stderr))
 	fin.FinishedAt = &now
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.store.FinishExecution(wctx, fin); err != nil {
 		return nil, fmt.Errorf("recording execution result: %w", err)
@@ -341,10 +385,10 @@ func (e *Engine) destroyLater(sb sandbox.Sandbox) {
 
 // runIn runs one process in sb and collects its result; python code goes to the
 // sandbox's zygote when useZygote is set.
-func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Request, argv []string, useZygote bool) (*Result, error) {
+func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *box, req *Request, argv []string, useZygote bool) (*Result, error) {
 	l := e.cfg.Limits
-	stdout := &cappedBuffer{max: l.MaxOutputBytes}
-	stderr := &cappedBuffer{max: l.MaxOutputBytes}
+	stdout := &cappedBuffer{max: l.MaxOutputBytes, tee: liveWriter{live, EventStdout}}
+	stderr := &cappedBuffer{max: l.MaxOutputBytes, tee: liveWriter{live, EventStderr}}
 	start := time.Now()
 	er := agent.ExecRequest{
 		Argv:           argv,
@@ -352,7 +396,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 		Dir:            req.WorkingDir,
 		UID:            UserUID,
 		GID:            UserGID,
-		Stdin:          req.HasStdin,
+		Stdin:          req.HasStdin || req.Interactive,
 		TimeoutMS:      req.Timeout.Milliseconds(),
 		MaxOutputBytes: l.MaxOutputBytes,
 		MaxProcs:       l.MaxProcs,
@@ -366,7 +410,16 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)
 	}
-	if req.HasStdin {
+	if req.Interactive {
+		go func() {
+			for b := range live.stdin {
+				if ex.WriteStdin(b) != nil {
+					break
+				}
+			}
+			_ = ex.CloseStdin()
+		}()
+	} else if req.HasStdin {
 		go func() {
 			data := []byte(req.Stdin)
 			for len(data) > 0 {
@@ -383,7 +436,17 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 	// agent that stops answering (the sandbox is destroyed after anyway).
 	waitCtx, cancel := context.WithTimeout(ctx, req.Timeout+5*time.Second)
 	defer cancel()
+	var stopped atomic.Bool
+	go func() {
+		select {
+		case <-live.stop:
+			stopped.Store(true)
+			_ = ex.Kill()
+		case <-waitCtx.Done():
+		}
+	}()
 	st, waitErr := ex.Wait(waitCtx)
+	cancel()
 	elapsed := time.Since(start)
 	// The host's view of the sandbox (peak memory, OOM kills) matters when the
 	// sandbox is the execution's own or died under it; a warm one's is skipped.
@@ -430,7 +493,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 		res.CPUTime = max(res.CPUTime, stats.CPUTime)
 	case waitErr != nil && ctx.Err() != nil:
 		res.Status = store.StatusError
-		res.Error = "the request was cancelled"
+		res.Error = "the server stopped the execution (shutting down)"
 	case waitErr != nil:
 		res.TimedOut = true
 		res.Status = store.StatusTimeout
@@ -441,6 +504,9 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, sb *box, req *Requ
 		if res.ExitCode == 0 {
 			res.ExitCode = 127
 		}
+	case st.Killed && stopped.Load():
+		res.Status = store.StatusFailed
+		res.Error = "stopped on request"
 	case st.TimedOut:
 		res.Status = store.StatusTimeout
 		res.Error = fmt.Sprintf("timed out after %d ms", req.Timeout.Milliseconds())
@@ -461,6 +527,7 @@ type cappedBuffer struct {
 	bytes.Buffer
 	max       int64
 	truncated bool
+	tee       io.Writer // also gets what is kept
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
@@ -469,6 +536,11 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 		b.truncated = true
 		p = p[:max(room, 0)]
 	}
-	b.Buffer.Write(p)
+	if len(p) > 0 {
+		b.Buffer.Write(p)
+		if b.tee != nil {
+			_, _ = b.tee.Write(p)
+		}
+	}
 	return n, nil
 }

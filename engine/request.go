@@ -38,7 +38,10 @@ type Request struct {
 
 	Stdin    string
 	HasStdin bool
-	Env      map[string]string
+	// Interactive keeps stdin open for Live.WriteStdin until Live.CloseStdin
+	// (instead of Stdin).
+	Interactive bool
+	Env         map[string]string
 
 	Timeout    time.Duration // 0: the configured default
 	CPUCores   float64       // 0: default

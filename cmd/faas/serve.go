@@ -41,9 +41,10 @@ type serveConfig struct {
 	shutdownDur time.Duration
 	limits      engine.Limits
 	// adminKey, when set (env FAAS_API_KEY), is registered as an admin key.
-	adminKey string
-	rate     api.RateLimit
-	quota    engine.Quota
+	adminKey  string
+	rate      api.RateLimit
+	quota     engine.Quota
+	heartbeat time.Duration
 }
 
 func envOr(name, def string) string {
@@ -109,6 +110,7 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.quota.Executions, "quota-executions", envInt("FAAS_QUOTA_EXECUTIONS", 64), "executions one account may run at once; 0: no limit (env FAAS_QUOTA_EXECUTIONS)")
 	fs.Float64Var(&c.quota.VCPU, "quota-vcpu", envFloat("FAAS_QUOTA_VCPU", 64), "CPU cores one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_VCPU)")
 	fs.IntVar(&c.quota.MemoryMB, "quota-memory-mb", envInt("FAAS_QUOTA_MEMORY_MB", 65536), "memory one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_MEMORY_MB)")
+	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
 	fs.IntVar(&c.limits.MaxMemoryMB, "max-memory-mb", c.limits.MaxMemoryMB, "most memory a request may ask for")
@@ -203,7 +205,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		Logger:          log,
 	}, driver, st)
 	srv := &http.Server{
-		Handler:           api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Logger: log}),
+		Handler:           api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Heartbeat: c.heartbeat, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -233,6 +233,9 @@ func (s *Server) start() {
 // Client returns a Go SDK client with the admin key.
 func (s *Server) Client() *client.Client { return client.New(s.URL, s.Key, client.WithRetries(0)) }
 
+// PID is the server process's pid.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Logs returns what the server printed so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
