@@ -282,6 +282,8 @@ func benchScenarios() []benchScenario {
 			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution},
 		{id: "instance", name: "persistent instance ready", server: stockedServer,
 			target: "p50 ≤ 300 ms", targetMS: 300, seed: "2000 ms (persistent, cold)", run: instanceReady},
+		{id: "stream", name: "streaming: WebSocket open + request to first stdout byte, python print(1)", server: stockedServer,
+			target: "–", seed: "–", run: streamFirstByte},
 	}
 }
 

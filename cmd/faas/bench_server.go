@@ -110,6 +110,8 @@ func startBenchServer(ctx context.Context, o *benchOptions, tmp string, stock in
 	c.debugRunsc = false
 	c.shutdownDur = 30 * time.Second
 	c.adminKey = "faas_" + hex.EncodeToString(kb[:])
+	// The bench polls the server between runs; its key must not be rate limited.
+	c.rate.PerMinute = 0
 
 	s := &benchServer{key: c.adminKey, stock: stock, done: make(chan error, 1)}
 	var logOut io.Writer = os.Stderr
@@ -170,16 +172,31 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 			Stocked int `json:"stocked"`
 		} `json:"sandboxes"`
 	}
+	var p struct {
+		Pools []struct {
+			Idle  int `json:"idle"`
+			InUse int `json:"in_use"`
+		} `json:"pools"`
+	}
 	for {
 		if err := s.get(ctx, "/health", &h); err != nil {
 			return fmt.Errorf("waiting for the server to settle: %w", err)
 		}
-		if h.Sandboxes.Live == s.stock && h.Sandboxes.Stocked == s.stock {
+		if err := s.get(ctx, "/api/v1/pools", &p); err != nil {
+			return fmt.Errorf("waiting for the server to settle: %w", err)
+		}
+		// At rest: the stock full, and every other sandbox idle in a warm pool.
+		idle, busy := 0, 0
+		for _, pool := range p.Pools {
+			idle += pool.Idle
+			busy += pool.InUse
+		}
+		if h.Sandboxes.Stocked == s.stock && busy == 0 && h.Sandboxes.Live == s.stock+idle {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the server did not settle within 60s: %d sandboxes alive, %d of %d stocked",
-				h.Sandboxes.Live, h.Sandboxes.Stocked, s.stock)
+			return fmt.Errorf("the server did not settle within 60s: %d sandboxes alive, %d of %d stocked, %d idle warm",
+				h.Sandboxes.Live, h.Sandboxes.Stocked, s.stock, idle)
 		}
 		select {
 		case <-ctx.Done():

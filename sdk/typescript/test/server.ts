@@ -116,7 +116,10 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
   const stop = async () => {
     if (exited === undefined) {
       child.kill('SIGTERM');
-      const done = await Promise.race([exit.then(() => true), sleep(60_000).then(() => false)]);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 60_000)));
+      const done = await Promise.race([exit.then(() => true), late]);
+      clearTimeout(timer);
       if (!done) {
         child.kill('SIGKILL');
         await exit;
