@@ -59,16 +59,18 @@ type earlyExit struct {
 }
 
 type process struct {
-	id      uint32
-	pid     int
-	cgroup  string
-	req     ExecRequest
-	start   time.Time
-	stdin   chan []byte // nil when the request has no stdin
-	exited  chan waitResult
-	killMu  sync.Mutex
-	timeout bool
-	killed  bool
+	id     uint32
+	pid    int
+	cgroup string
+	req    ExecRequest
+	start  time.Time
+	stdin  chan []byte // nil when the request has no stdin; set before launch
+	// stdinClosed is set once StdinClose was handled. Guarded by Server.execMu.
+	stdinClosed bool
+	exited      chan waitResult
+	killMu      sync.Mutex
+	timeout     bool
+	killed      bool
 }
 
 type waitResult struct {
@@ -140,13 +142,16 @@ func (s *Server) handle(f Frame) {
 	case FrameStdin, FrameStdinClose:
 		s.execMu.Lock()
 		p := s.execs[f.ID]
+		closed := p != nil && p.stdinClosed
+		if p != nil && f.Type == FrameStdinClose {
+			p.stdinClosed = true
+		}
 		s.execMu.Unlock()
-		if p == nil || p.stdin == nil {
+		if p == nil || p.stdin == nil || closed {
 			return
 		}
 		if f.Type == FrameStdinClose {
 			close(p.stdin)
-			p.stdin = nil
 			return
 		}
 		p.stdin <- f.Payload
@@ -241,7 +246,8 @@ func (s *Server) start(id uint32, req ExecRequest) {
 		p.stdin = make(chan []byte, 64)
 	}
 	// Registered before the process starts, so stdin and kill frames that follow
-	// the exec frame always find it.
+	// the exec frame always find it; the start itself (which may wait for a zygote)
+	// does not hold up the frames of other executions.
 	s.execMu.Lock()
 	s.execs[id] = p
 	s.execMu.Unlock()
@@ -250,6 +256,14 @@ func (s *Server) start(id uint32, req ExecRequest) {
 		delete(s.execs, id)
 		s.execMu.Unlock()
 	}
+	go s.launch(p, argv0, fail)
+}
+
+// launch starts p's process (through its language's zygote when asked and
+// possible) and supervises it.
+func (s *Server) launch(p *process, argv0 string, fail func(error)) {
+	req, id := p.req, p.id
+	var err error
 
 	var files [3]*os.File
 	var parentEnds []*os.File
@@ -355,6 +369,12 @@ func (s *Server) start(id uint32, req ExecRequest) {
 		go feedStdin(stdinW, p.stdin)
 	}
 	s.sendJSON(FrameStarted, id, Started{PID: pid})
+	p.killMu.Lock()
+	killedEarly := p.killed
+	p.killMu.Unlock()
+	if killedEarly {
+		s.killTree(p) // a kill frame came before the process existed
+	}
 	go s.supervise(p, outR, errR)
 }
 
@@ -561,7 +581,13 @@ func (s *Server) pump(p *process, t FrameType, r *os.File) (total int64, truncat
 // killTree kills every process of an execution: its cgroup's members (which catches
 // double forks and new sessions) and its process group.
 func (s *Server) killTree(p *process) {
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	s.forkMu.Lock()
+	pid := p.pid
+	s.forkMu.Unlock()
+	if pid <= 0 {
+		return // not started yet: launch kills it once it is
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	if p.cgroup == "" {
 		return
 	}

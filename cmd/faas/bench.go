@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/sandbox/gvisor"
 )
 
 // runBench is `faas bench`: it starts a real server in this process (temporary
@@ -40,7 +41,7 @@ func runBench(ctx context.Context, args []string) error {
 		return errors.New("faas bench runs gVisor sandboxes (an in-process server and runsc do) and needs root")
 	}
 	for _, p := range []struct{ what, path string }{{"runsc", o.runsc}, {"faas-agent", o.agent}} {
-		if err := checkExecutableFile(p.path); err != nil {
+		if err := gvisor.CheckExecutable(p.path); err != nil {
 			return fmt.Errorf("%s: %w (build it, or pass --%s)", p.what, err, p.what)
 		}
 	}
@@ -618,20 +619,6 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-func checkExecutableFile(path string) error {
-	if path == "" {
-		return errors.New("not found")
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("not found at %s", path)
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s is not executable", path)
-	}
-	return nil
 }
 
 func writeFileMkdir(path string, data []byte) error {

@@ -78,10 +78,10 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := checkExecutable(cfg.Runsc); err != nil {
+	if err := CheckExecutable(cfg.Runsc); err != nil {
 		return nil, fmt.Errorf("%w: runsc %v; build it with `make runsc` (or scripts/setup.sh), or point FAAS_RUNSC at a static runsc", sandbox.ErrUnavailable, err)
 	}
-	if err := checkExecutable(cfg.Agent); err != nil {
+	if err := CheckExecutable(cfg.Agent); err != nil {
 		return nil, fmt.Errorf("%w: agent %v; build it with `make build`, or point FAAS_AGENT at faas-agent", sandbox.ErrUnavailable, err)
 	}
 	if os.Geteuid() != 0 {
@@ -109,7 +109,8 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
-func checkExecutable(path string) error {
+// CheckExecutable says why path is not an executable file (nil if it is).
+func CheckExecutable(path string) error {
 	if path == "" {
 		return errors.New("not found")
 	}

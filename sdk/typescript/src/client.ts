@@ -3,6 +3,7 @@ import { join, relative, sep } from 'node:path';
 
 import { camelize } from './convert.js';
 import { SDK_VERSION, Transport } from './http.js';
+import { ExecutionStream } from './stream.js';
 import type {
   ApiKey,
   Branch,
@@ -27,7 +28,9 @@ import type {
   SshInfo,
   SyncOptions,
   SyncResult,
+  UsageQuery,
   UsageReport,
+  CurrentUsage,
 } from './types.js';
 
 /** Options of `new FaaSClient(...)`. */
@@ -53,10 +56,10 @@ export interface ClientOptions {
 
 /** `usage()` is callable and has `usage.current()`. */
 export interface UsageApi {
-  /** GET /api/v1/usage — usage metrics of the caller's account (provisional). */
-  (options?: RequestOptions): Promise<UsageReport>;
-  /** GET /api/v1/usage/current — usage of the current billing period (provisional). */
-  current(options?: RequestOptions): Promise<UsageReport>;
+  /** GET /api/v1/usage — the caller's account's usage over a range (default: this month so far). */
+  (query?: UsageQuery, options?: RequestOptions): Promise<UsageReport>;
+  /** GET /api/v1/usage/current — this billing period: usage, tier, bill, projection, prices. */
+  current(options?: RequestOptions): Promise<CurrentUsage>;
 }
 
 function seg(name: string, id: string): string {
@@ -119,7 +122,7 @@ export class FaaSClient {
     revoke(keyId: string, options?: RequestOptions): Promise<void>;
   };
 
-  /** Usage and billing (provisional): `usage()` and `usage.current()`. */
+  /** Usage and billing: `usage()` and `usage.current()`. */
   readonly usage: UsageApi;
 
   constructor(options: ClientOptions = {}) {
@@ -201,8 +204,13 @@ export class FaaSClient {
       },
     };
 
-    const usage = ((o?: RequestOptions) => http.call<UsageReport>('GET', '/api/v1/usage', { ...o })) as UsageApi;
-    usage.current = (o) => http.call<UsageReport>('GET', '/api/v1/usage/current', { ...o });
+    const when = (t: string | Date | undefined) => (t instanceof Date ? t.toISOString() : t);
+    const usage = ((q?: UsageQuery, o?: RequestOptions) =>
+      http.call<UsageReport>('GET', '/api/v1/usage', {
+        ...o,
+        query: { from: when(q?.from), to: when(q?.to), group_by: q?.groupBy },
+      })) as UsageApi;
+    usage.current = (o) => http.call<CurrentUsage>('GET', '/api/v1/usage/current', { ...o });
     this.usage = usage;
   }
 
@@ -240,6 +248,23 @@ export class FaaSClient {
       status === 503 && body !== null && typeof body === 'object' && typeof (body as Health).status === 'string';
     const { data } = await this.http.send('GET', '/health', { ...options, auth: false, retry: false }, isReport);
     return camelize<Health>(data);
+  }
+
+  /**
+   * Follows an execution's output live: GET /api/v1/executions/{id}/events
+   * (Server-Sent Events). Replays the output from the start, then follows it
+   * until the exit; works while the execution runs and for 10 minutes after.
+   *
+   * ```ts
+   * const stream = client.stream(executionId);
+   * stream.on('output', (data) => process.stdout.write(data));
+   * stream.on('error', (error) => console.error(error));
+   * stream.on('complete', (exitCode) => console.log('Done:', exitCode));
+   * ```
+   */
+  stream(executionId: string, options: { signal?: AbortSignal } = {}): ExecutionStream {
+    seg('executionId', executionId);
+    return new ExecutionStream(this.http, executionId, options.signal);
   }
 
   /**

@@ -4,7 +4,7 @@
 // they are, so `{"env_vars": {"MY_VAR": "1"}}` keeps `MY_VAR`.
 
 /** Keys whose values are maps keyed by user-chosen names: copied verbatim. */
-const VERBATIM = new Set(['env', 'env_vars', 'envVars', 'labels', 'metadata', 'annotations']);
+const VERBATIM = new Set(['env', 'env_vars', 'envVars', 'labels', 'metadata', 'annotations', 'mode_multipliers']);
 
 /** `execution_id` → `executionId`, `memory_peak_mb` → `memoryPeakMb`. */
 export function toCamel(key: string): string {

@@ -98,12 +98,33 @@ export class Transport {
     opts: CallOptions,
     accept?: (status: number, body: unknown) => boolean,
   ): Promise<{ status: number; data: unknown }> {
+    const what = `${method} ${path}`;
+    const resp = await this.open(method, path, opts, 'application/json', accept);
+    const text = await resp.text();
+    if (resp.status >= 200 && resp.status <= 299) {
+      return { status: resp.status, data: text === '' ? undefined : parseJSON(text, what) };
+    }
+    return { status: resp.status, data: toError(resp, text, what).body };
+  }
+
+  /**
+   * Sends a request, retrying 429/503 answers, and returns the response with
+   * its body unread: a 2xx answer, or an error answer `accept` takes (whose
+   * body is then unread too). Every other answer becomes a thrown FaaSError.
+   */
+  async open(
+    method: string,
+    path: string,
+    opts: CallOptions,
+    accept: string,
+    acceptError?: (status: number, body: unknown) => boolean,
+  ): Promise<Response> {
     const url = new URL(this.config.endpoint + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
     const headers: Record<string, string> = {
-      Accept: 'application/json',
+      Accept: accept,
       'User-Agent': this.config.userAgent,
       ...this.config.headers,
     };
@@ -121,13 +142,11 @@ export class Transport {
 
     for (let attempt = 0; ; attempt++) {
       const resp = await this.fetchOnce(url, { method, headers, body }, what, opts.signal, timeoutMs);
+      if (resp.status >= 200 && resp.status <= 299) return resp;
       const text = await resp.text();
-      if (resp.status >= 200 && resp.status <= 299) {
-        return { status: resp.status, data: text === '' ? undefined : parseJSON(text, what) };
-      }
       const err = toError(resp, text, what);
-      if (accept?.(resp.status, err.body)) {
-        return { status: resp.status, data: err.body };
+      if (acceptError?.(resp.status, err.body)) {
+        return new Response(text, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
       }
       if (!err.isRetryable || attempt >= maxRetries) throw err;
       const wait = Math.min(err.retryAfterMs ?? backoffMs(attempt), this.config.maxRetryWaitMs);
@@ -156,6 +175,16 @@ export class Transport {
         throw new FaaSError({ status: 0, code: 'timeout', message: `no answer within ${timeoutMs} ms`, request: what, cause: e });
       }
       const cause = (e as { cause?: { message?: string; code?: string } })?.cause;
+      if (cause?.code === 'UND_ERR_HEADERS_TIMEOUT') {
+        // Node's fetch gives up when an answer takes more than 300 s to start.
+        throw new FaaSError({
+          status: 0,
+          code: 'timeout',
+          message: "no answer within Node's fetch limit of 300 s; pass a fetch with a longer headersTimeout for longer executions",
+          request: what,
+          cause: e,
+        });
+      }
       const detail = cause?.code ?? cause?.message ?? (e as Error)?.message ?? String(e);
       throw new FaaSError({
         status: 0,
@@ -177,7 +206,7 @@ function parseJSON(text: string, what: string): unknown {
 }
 
 /** Turns an error answer into a FaaSError, keeping the server's message and code. */
-function toError(resp: Response, text: string, what: string): FaaSError {
+export function toError(resp: Response, text: string, what: string): FaaSError {
   const retryAfterMs = parseRetryAfter(resp.headers.get('Retry-After'));
   let body: unknown;
   try {

@@ -12,5 +12,7 @@
 export { FaaSClient } from './client.js';
 export type { ClientOptions, UsageApi } from './client.js';
 export { FaaSError } from './errors.js';
+export { ExecutionStream } from './stream.js';
+export type { ExecutionStreamEvents, OutputStream, StreamFrame } from './stream.js';
 export { parseRetryAfter, SDK_VERSION } from './http.js';
 export type * from './types.js';

@@ -192,6 +192,10 @@ export interface CreateKeyRequest {
   scopes?: Scope[];
   /** The account the key acts for; default: a new account of its own. */
   account?: string;
+  /** The key's own request rate limit per minute (default: the server's). */
+  ratePerMinute?: number;
+  /** The key's own burst size (default: the server's). */
+  burst?: number;
 }
 
 /** An API key; `key` (the secret) is only in the answer of `keys.create`. */
@@ -203,8 +207,73 @@ export interface ApiKey {
   /** The first characters of the key, to recognise it. */
   prefix: string;
   scopes: Scope[];
+  /** The key's own rate limit, when it has one. */
+  ratePerMinute?: number;
+  burst?: number;
   createdAt: string;
   revokedAt?: string;
+}
+
+/** Query of `usage()`. */
+export interface UsageQuery {
+  /** Start of the range: RFC 3339, a date (YYYY-MM-DD), or a Date (default: this month's start). */
+  from?: string | Date;
+  /** End of the range (default: now). */
+  to?: string | Date;
+  /** One row per day or per mode (default: one row). */
+  groupBy?: 'day' | 'mode';
+}
+
+/** Usage summed over a group of executions. */
+export interface UsageRow {
+  /** The day (YYYY-MM-DD) or mode of the row; absent without grouping. */
+  group?: string;
+  executions: number;
+  cpuSeconds: number;
+  gbSeconds: number;
+  costMicroUsd: number;
+  costUsd: number;
+}
+
+/** Answer of `usage()` (GET /api/v1/usage). */
+export interface UsageReport {
+  account: string;
+  /** RFC 3339. */
+  from: string;
+  to: string;
+  groupBy?: string;
+  rows: UsageRow[];
+  total: UsageRow;
+}
+
+/** The server's price list. */
+export interface PriceList {
+  cpuPerVcpuSecondUsd: number;
+  memoryPerGbSecondUsd: number;
+  gpuPerHourUsd: number;
+  snapshotPerGbMonthUsd: number;
+  egressPerGbUsd: number;
+  /** Mode name → multiplier (ephemeral 1.0, cached 0.8, …). */
+  modeMultipliers: Record<string, number>;
+}
+
+/** Answer of `usage.current()` (GET /api/v1/usage/current): this billing period. */
+export interface CurrentUsage {
+  account: string;
+  periodStart: string;
+  periodEnd: string;
+  usage: UsageRow;
+  /** Volume tier: starter, growth, scale or enterprise. */
+  tier: string;
+  discountPercent: number;
+  /** Spend so far, discount applied. */
+  billMicroUsd: number;
+  billUsd: number;
+  /** The bill at this rate for the whole period, discount applied. */
+  projectedMicroUsd: number;
+  projectedUsd: number;
+  projectedTier: string;
+  prices: PriceList;
 }
 
 // ---------------------------------------------------------------------------
@@ -327,9 +396,4 @@ export interface SyncResult {
   bytesSent: number;
   /** The server's answer, camelCased. */
   response: Record<string, unknown>;
-}
-
-/** Provisional: usage and billing figures. */
-export interface UsageReport {
-  [field: string]: unknown;
 }

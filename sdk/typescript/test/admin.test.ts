@@ -94,3 +94,52 @@ test('keys.create refuses an unknown scope: 400', async () => {
     (e: unknown) => e instanceof FaaSError && e.status === 400 && /unknown scope/.test(e.message),
   );
 });
+
+test('usage: totals, grouping by mode, the current period', { timeout: 120_000 }, async () => {
+  // A new account, so its usage is exactly what this test runs.
+  const k = await client.keys.create({ name: 'sdk-test-usage' });
+  const c = server.client({ apiKey: k.key! });
+  const empty = await c.usage();
+  assert.equal(empty.account, k.account);
+  assert.equal(empty.total.executions, 0);
+  assert.deepEqual(empty.rows, []);
+
+  await c.execute({ code: 'print(1)', language: 'python' });
+  await c.execute({ code: 'print(2)', language: 'python', mode: 'cached' });
+
+  const u = await c.usage();
+  assert.equal(u.total.executions, 2);
+  assert.ok(u.total.cpuSeconds > 0, JSON.stringify(u.total));
+  assert.ok(u.total.gbSeconds > 0);
+  assert.equal(typeof u.total.costMicroUsd, 'number');
+  assert.ok(!Number.isNaN(Date.parse(u.from)) && !Number.isNaN(Date.parse(u.to)));
+
+  const byMode = await c.usage({ groupBy: 'mode', from: new Date(Date.now() - 3600_000) });
+  assert.equal(byMode.groupBy, 'mode');
+  assert.deepEqual(byMode.rows.map((r) => [r.group, r.executions]).sort(), [['cached', 1], ['ephemeral', 1]]);
+
+  const cur = await c.usage.current();
+  assert.equal(cur.account, k.account);
+  assert.equal(cur.usage.executions, 2);
+  assert.equal(cur.tier, 'starter');
+  assert.equal(cur.discountPercent, 0);
+  assert.equal(typeof cur.billMicroUsd, 'number');
+  assert.equal(typeof cur.projectedUsd, 'number');
+  assert.equal(cur.prices.cpuPerVcpuSecondUsd, 0.000024);
+  assert.equal(cur.prices.memoryPerGbSecondUsd, 0.000003);
+  assert.equal(cur.prices.modeMultipliers['cached'], 0.8);
+  assert.ok(Date.parse(cur.periodEnd) > Date.parse(cur.periodStart));
+});
+
+test('usage with a bad range: 400', async () => {
+  await assert.rejects(
+    client.usage({ from: '2026-02-01', to: '2026-01-01' }),
+    (e: unknown) => e instanceof FaaSError && e.status === 400,
+  );
+});
+
+test('keys.create with a rate limit shows it', async () => {
+  const k = await client.keys.create({ name: 'sdk-test-rate', ratePerMinute: 600, burst: 5 });
+  assert.equal(k.ratePerMinute, 600);
+  assert.equal(k.burst, 5);
+});

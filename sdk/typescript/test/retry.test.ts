@@ -87,6 +87,24 @@ test('an abort signal ends the wait between retries', { timeout: 60_000 }, async
   await busy.done;
 });
 
+test('429 rate_limited: surfaced with Retry-After, or waited out by the retries', { timeout: 60_000 }, async () => {
+  // A key allowed one request a second, with no burst beyond it.
+  const admin = server.client();
+  const k = await admin.keys.create({ name: 'sdk-test-slow', ratePerMinute: 60, burst: 1 });
+  const strict = server.client({ apiKey: k.key!, maxRetries: 0 });
+  await strict.pools();
+  await assert.rejects(strict.pools(), (e: unknown) => {
+    assert.ok(e instanceof FaaSError, String(e));
+    assert.equal(e.status, 429);
+    assert.equal(e.code, 'rate_limited');
+    assert.ok(e.retryAfterMs !== undefined && e.retryAfterMs >= 1000, `Retry-After ${e.retryAfterMs}`);
+    return true;
+  });
+  const patient = server.client({ apiKey: k.key!, maxRetries: 5 });
+  const pools = await patient.pools();
+  assert.ok(Array.isArray(pools.pools));
+});
+
 test('parseRetryAfter reads seconds and HTTP dates', () => {
   const now = Date.parse('2026-01-01T00:00:00Z');
   assert.equal(parseRetryAfter('2', now), 2000);

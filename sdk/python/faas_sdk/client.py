@@ -1,0 +1,528 @@
+"""The client of one faas server."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import urllib.parse
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._http import Transport
+from .models import (
+    ApiKey,
+    Branch,
+    CurrentUsage,
+    Execution,
+    ExecutionResult,
+    ExposedPort,
+    Health,
+    Instance,
+    PoolsResult,
+    PrewarmResult,
+    Snapshot,
+    SshInfo,
+    SyncResult,
+    UsageReport,
+)
+from .stream import ExecutionStream
+
+#: Environment variables: a mapping, or ``(name, value)`` pairs.
+EnvVars = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
+
+_DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+
+
+def _seg(name: str, value: str) -> str:
+    """A path segment from an id; empty ids are refused before any request."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return urllib.parse.quote(value, safe="")
+
+
+def _body(**fields: Any) -> Dict[str, Any]:
+    """A request body without the fields that are None."""
+    out: Dict[str, Any] = {}
+    for k, v in fields.items():
+        if v is None:
+            continue
+        if k == "env_vars" and not isinstance(v, Mapping):
+            v = [list(p) for p in v]
+        out[k] = v
+    return out
+
+
+def _list_of(answer: Any, key: str) -> List[Any]:
+    """Accept a bare list, or an object holding the list under ``key``."""
+    if isinstance(answer, list):
+        return answer
+    if isinstance(answer, dict) and isinstance(answer.get(key), list):
+        return answer[key]
+    return []
+
+
+class FaaSClient:
+    """A client of one faas server.
+
+    Every method sends one documented API call and returns its answer as a
+    dataclass with the wire's snake_case field names, or raises
+    :class:`~faas_sdk.FaaSError`. Answers 429 and 503 are retried (see
+    ``max_retries``); nothing else is, so a request is never sent twice after
+    the server may have acted on it.
+
+    Example::
+
+        client = FaaSClient(api_key="faas_...", endpoint="http://127.0.0.1:8080")
+        result = client.execute(code="print(1)", language="python")
+        print(result.status, result.exit_code, result.stdout)
+
+    Args:
+        api_key: Sent as ``Authorization: Bearer <key>``; default: env
+            ``FAAS_API_KEY``.
+        endpoint: Server address such as ``http://127.0.0.1:8080`` (a trailing
+            slash or a path prefix is fine; ``http://`` is assumed without a
+            scheme); default: env ``FAAS_ENDPOINT``, else ``http://127.0.0.1:8080``.
+        max_retries: How many times a 429/503 answer is retried (default 3;
+            0 disables retries). Each wait is the answer's ``Retry-After``, or
+            an exponential back-off with jitter, at most ``max_retry_wait``.
+        max_retry_wait: Longest wait before one retry, in seconds (default 30).
+        timeout: Time limit of each HTTP attempt in seconds (default: none).
+            Leave room for the execution's own ``timeout_ms``.
+        headers: Extra headers sent with every request.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        endpoint: Optional[str] = None,
+        *,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        timeout: Optional[float] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        if api_key is None:
+            api_key = os.environ.get("FAAS_API_KEY")
+        if endpoint is None:
+            endpoint = os.environ.get("FAAS_ENDPOINT") or _DEFAULT_ENDPOINT
+        endpoint = endpoint.strip()
+        if "://" not in endpoint:
+            endpoint = "http://" + endpoint
+        #: The server address requests go to (no trailing slash).
+        self.endpoint: str = endpoint.rstrip("/")
+        self._http = Transport(
+            self.endpoint, api_key, max_retries, max_retry_wait, timeout, headers or {}
+        )
+        #: Snapshots (provisional: the server answers 404 until they land).
+        self.snapshots = Snapshots(self._http)
+        #: Branches (provisional).
+        self.branches = Branches(self._http)
+        #: Persistent instances (provisional).
+        self.instances = Instances(self._http)
+        #: API keys (needs a key with the ``admin`` scope).
+        self.keys = Keys(self._http)
+        #: Usage and billing: ``usage()`` and ``usage.current()``.
+        self.usage = UsageApi(self._http)
+
+    def __repr__(self) -> str:
+        return f"FaaSClient(endpoint={self.endpoint!r})"
+
+    def execute(
+        self,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
+        mode: Optional[str] = None,
+        *,
+        command: Optional[Union[str, Sequence[str]]] = None,
+        stdin: Optional[str] = None,
+        env_vars: Optional[EnvVars] = None,
+        timeout_ms: Optional[int] = None,
+        resources: Optional[Mapping[str, Any]] = None,
+        working_dir: Optional[str] = None,
+        image: Optional[str] = None,
+        checkpoint_after: Optional[bool] = None,
+        snapshot_id: Optional[str] = None,
+        parent_snapshot: Optional[str] = None,
+        session_id: Optional[str] = None,
+        instance_id: Optional[str] = None,
+        request_timeout: Optional[float] = None,
+    ) -> ExecutionResult:
+        """Run code (or a command) once and wait for it: ``POST /api/v1/execute``.
+
+        A program that fails or times out is not an error: look at the result's
+        ``status`` and ``exit_code``.
+
+        Args:
+            code: Program source, run as ``language``.
+            language: ``python`` (server default), ``javascript``,
+                ``typescript`` or ``bash``.
+            mode: ``ephemeral`` (default) or ``cached``; ``checkpointed``,
+                ``branched`` and ``persistent`` are planned (501 today).
+            command: Instead of ``code``: a shell command run by ``sh -c``, or
+                an argv list.
+            stdin: Text given to the program's standard input.
+            env_vars: Environment variables, a mapping or ``(name, value)`` pairs.
+            timeout_ms: Wall-clock limit (server default 30000, at most 900000).
+            resources: ``{"cpu_cores": 1, "memory_mb": 512}``.
+            working_dir: Absolute working directory, created if missing.
+            image: Root filesystem image (``host``, the only one today).
+            checkpoint_after, snapshot_id, parent_snapshot, session_id,
+                instance_id: For the planned modes.
+            request_timeout: HTTP time limit of this call, in seconds.
+
+        Raises:
+            FaaSError: The server refused the request (400 bad input, 401 bad
+                key, 501 planned mode, 503 busy after the retries, ...) or
+                could not be reached.
+        """
+        body = _body(
+            code=code,
+            language=language,
+            mode=mode,
+            command=list(command) if command is not None and not isinstance(command, str) else command,
+            stdin=stdin,
+            env_vars=env_vars,
+            timeout_ms=timeout_ms,
+            resources=dict(resources) if resources is not None else None,
+            working_dir=working_dir,
+            image=image,
+            checkpoint_after=checkpoint_after,
+            snapshot_id=snapshot_id,
+            parent_snapshot=parent_snapshot,
+            session_id=session_id,
+            instance_id=instance_id,
+        )
+        return ExecutionResult.from_dict(
+            self._http.call("POST", "/api/v1/execute", body, timeout=request_timeout)
+        )
+
+    def get_execution(self, execution_id: str) -> Execution:
+        """The stored record of a past execution (no output):
+        ``GET /api/v1/executions/{id}``. Raises FaaSError 404 when there is none."""
+        path = "/api/v1/executions/" + _seg("execution_id", execution_id)
+        return Execution.from_dict(self._http.call("GET", path))
+
+    def prewarm(
+        self, language: Optional[str] = None, count: Optional[int] = None, image: Optional[str] = None
+    ) -> PrewarmResult:
+        """Ready ``count`` (1...32, default 1) warm sandboxes for ``language``
+        (default python) in the caller's pool now: ``POST /api/v1/prewarm``."""
+        body = _body(language=language, count=count, image=image)
+        return PrewarmResult.from_dict(self._http.call("POST", "/api/v1/prewarm", body))
+
+    def pools(self) -> PoolsResult:
+        """The caller's warm pools and the server's stock: ``GET /api/v1/pools``."""
+        return PoolsResult.from_dict(self._http.call("GET", "/api/v1/pools"))
+
+    def health(self) -> Health:
+        """The server's health: ``GET /health`` (no API key, no retries).
+
+        A degraded server answers 503 with a report; that report is returned
+        (``status == "degraded"``), not raised.
+        """
+
+        def is_report(status: int, body: Any) -> bool:
+            return status == 503 and isinstance(body, dict) and isinstance(body.get("status"), str)
+
+        answer = self._http.call("GET", "/health", auth=False, retry=False, accept=is_report)
+        return Health.from_dict(answer)
+
+    def stream(self, execution_id: str) -> ExecutionStream:
+        """Follow an execution's output live: ``GET /api/v1/executions/{id}/events``
+        (Server-Sent Events).
+
+        Replays the output from the start, then follows it until the exit;
+        works while the execution runs and for 10 minutes after. Nothing is
+        sent until the iteration starts::
+
+            async for output in client.stream(execution_id):
+                print(output.data, end="")
+
+        ``for`` works too. Raises FaaSError from the iteration (404 for an
+        unknown execution or one of another account).
+        """
+        _seg("execution_id", execution_id)
+        return ExecutionStream(self._http, execution_id)
+
+    def create_snapshot(self, execution_id: str, name: Optional[str] = None) -> Snapshot:
+        """Snapshot a finished execution: ``POST /api/v1/snapshots``
+        ``{execution_id, name}``. Provisional: raises FaaSError (404) until the
+        server has snapshots."""
+        _seg("execution_id", execution_id)
+        return self.snapshots.create(execution_id=execution_id, name=name)
+
+    def create_branch(
+        self, snapshot_id: str, code: str, language: Optional[str] = None, count: Optional[int] = None
+    ) -> Branch:
+        """Run code in a branch restored from a snapshot: ``POST /api/v1/branches``
+        ``{parent_snapshot, code, language, count}``. Provisional (404 today)."""
+        return self.branches.create(snapshot_id, code, language=language, count=count)
+
+
+class _Api:
+    def __init__(self, http: Transport) -> None:
+        self._http = http
+
+
+class Snapshots(_Api):
+    """Snapshots (provisional): ``client.snapshots``."""
+
+    def create(
+        self,
+        execution_id: Optional[str] = None,
+        *,
+        session_id: Optional[str] = None,
+        instance_id: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> Snapshot:
+        """``POST /api/v1/snapshots``: snapshot an execution, session or instance."""
+        body = _body(execution_id=execution_id, session_id=session_id, instance_id=instance_id, name=name)
+        return Snapshot.from_dict(self._http.call("POST", "/api/v1/snapshots", body))
+
+    def list(self) -> List[Snapshot]:
+        """``GET /api/v1/snapshots``."""
+        return [Snapshot.from_dict(x) for x in _list_of(self._http.call("GET", "/api/v1/snapshots"), "snapshots")]
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        """``GET /api/v1/snapshots/{id}``."""
+        return Snapshot.from_dict(self._http.call("GET", "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id)))
+
+    def delete(self, snapshot_id: str) -> None:
+        """``DELETE /api/v1/snapshots/{id}``."""
+        self._http.call("DELETE", "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id))
+
+    def restore(self, snapshot_id: str) -> Instance:
+        """``POST /api/v1/snapshots/{id}/restore``: an instance restored from it."""
+        path = "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id) + "/restore"
+        return Instance.from_dict(self._http.call("POST", path, {}))
+
+
+class Branches(_Api):
+    """Branches (provisional): ``client.branches``."""
+
+    def create(
+        self, snapshot_id: str, code: str, *, language: Optional[str] = None, count: Optional[int] = None
+    ) -> Branch:
+        """``POST /api/v1/branches`` ``{parent_snapshot, code, language, count}``."""
+        _seg("snapshot_id", snapshot_id)
+        body = _body(parent_snapshot=snapshot_id, code=code, language=language, count=count)
+        return Branch.from_dict(self._http.call("POST", "/api/v1/branches", body))
+
+    def merge(self, branch_ids: Iterable[str], strategy: Optional[str] = None) -> Dict[str, Any]:
+        """``POST /api/v1/branches/merge`` ``{branch_ids, strategy}`` (strategy:
+        ``union``, ``intersection`` or ``latest``); returns the decoded answer."""
+        body = _body(branch_ids=list(branch_ids), strategy=strategy)
+        answer = self._http.call("POST", "/api/v1/branches/merge", body)
+        return answer if isinstance(answer, dict) else {}
+
+
+class Instances(_Api):
+    """Persistent instances (provisional): ``client.instances``."""
+
+    def _path(self, instance_id: str, action: str = "") -> str:
+        p = "/api/v1/instances/" + _seg("instance_id", instance_id)
+        return p + "/" + action if action else p
+
+    def create(
+        self,
+        image: Optional[str] = None,
+        language: Optional[str] = None,
+        *,
+        resources: Optional[Mapping[str, Any]] = None,
+        env_vars: Optional[EnvVars] = None,
+        name: Optional[str] = None,
+        **fields: Any,
+    ) -> Instance:
+        """``POST /api/v1/instances``; extra keyword arguments are sent as they are."""
+        body = _body(
+            image=image,
+            language=language,
+            resources=dict(resources) if resources is not None else None,
+            env_vars=env_vars,
+            name=name,
+            **fields,
+        )
+        return Instance.from_dict(self._http.call("POST", "/api/v1/instances", body))
+
+    def list(self) -> List[Instance]:
+        """``GET /api/v1/instances``."""
+        return [Instance.from_dict(x) for x in _list_of(self._http.call("GET", "/api/v1/instances"), "instances")]
+
+    def get(self, instance_id: str) -> Instance:
+        """``GET /api/v1/instances/{id}``."""
+        return Instance.from_dict(self._http.call("GET", self._path(instance_id)))
+
+    def exec(
+        self,
+        instance_id: str,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
+        *,
+        command: Optional[Union[str, Sequence[str]]] = None,
+        stdin: Optional[str] = None,
+        env_vars: Optional[EnvVars] = None,
+        timeout_ms: Optional[int] = None,
+        working_dir: Optional[str] = None,
+    ) -> ExecutionResult:
+        """``POST /api/v1/instances/{id}/exec``: run code or a command in the instance."""
+        body = _body(
+            code=code,
+            language=language,
+            command=list(command) if command is not None and not isinstance(command, str) else command,
+            stdin=stdin,
+            env_vars=env_vars,
+            timeout_ms=timeout_ms,
+            working_dir=working_dir,
+        )
+        return ExecutionResult.from_dict(self._http.call("POST", self._path(instance_id, "exec"), body))
+
+    def stop(self, instance_id: str) -> Instance:
+        """``POST /api/v1/instances/{id}/stop``."""
+        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "stop"), {}))
+
+    def start(self, instance_id: str) -> Instance:
+        """``POST /api/v1/instances/{id}/start``."""
+        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "start"), {}))
+
+    def pause(self, instance_id: str) -> Instance:
+        """``POST /api/v1/instances/{id}/pause``."""
+        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "pause"), {}))
+
+    def resume(self, instance_id: str) -> Instance:
+        """``POST /api/v1/instances/{id}/resume``."""
+        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "resume"), {}))
+
+    def delete(self, instance_id: str) -> None:
+        """``DELETE /api/v1/instances/{id}``."""
+        self._http.call("DELETE", self._path(instance_id))
+
+    def expose(self, instance_id: str, port: int, name: Optional[str] = None) -> ExposedPort:
+        """``POST /api/v1/instances/{id}/expose`` ``{port, name}``: the URL of a
+        service listening on ``port`` in the instance."""
+        body = _body(port=port, name=name)
+        return ExposedPort.from_dict(self._http.call("POST", self._path(instance_id, "expose"), body))
+
+    def ssh(self, instance_id: str) -> SshInfo:
+        """``GET /api/v1/instances/{id}/ssh``: SSH credentials."""
+        return SshInfo.from_dict(self._http.call("GET", self._path(instance_id, "ssh")))
+
+    def sync(
+        self,
+        instance_id: str,
+        local_dir: str,
+        remote_dir: str,
+        exclude: Optional[Iterable[str]] = None,
+    ) -> SyncResult:
+        """Upload a local directory into the instance: ``POST /api/v1/instances/{id}/sync``.
+
+        The body is ``{"remote_dir": ..., "files": [{"path", "mode",
+        "content_base64"}]}`` with every regular file under ``local_dir``
+        (symbolic links and special files are left out). A file or directory is
+        skipped when its name, or its path relative to ``local_dir``, is in
+        ``exclude`` (e.g. ``["node_modules", ".git"]``; no glob patterns).
+        """
+        path = self._path(instance_id, "sync")
+        files = _collect_files(local_dir, exclude or ())
+        body = {
+            "remote_dir": remote_dir,
+            "files": [{"path": p, "mode": m, "content_base64": base64.b64encode(c).decode("ascii")} for p, m, c in files],
+        }
+        answer = self._http.call("POST", path, body)
+        return SyncResult(
+            files_sent=len(files),
+            bytes_sent=sum(len(c) for _, _, c in files),
+            response=answer if isinstance(answer, dict) else {},
+        )
+
+
+class Keys(_Api):
+    """API keys (admin scope): ``client.keys``."""
+
+    def create(
+        self,
+        name: Optional[str] = None,
+        scopes: Optional[Iterable[str]] = None,
+        account: Optional[str] = None,
+        *,
+        rate_per_minute: Optional[int] = None,
+        burst: Optional[int] = None,
+    ) -> ApiKey:
+        """``POST /api/v1/keys``: a new key; its secret is in ``key``, shown only here.
+
+        ``scopes`` default to execute, instances, snapshots; without ``account``
+        the key gets a new account of its own. ``rate_per_minute`` and
+        ``burst`` give the key its own rate limit (default: the server's)."""
+        body = _body(
+            name=name,
+            scopes=list(scopes) if scopes is not None else None,
+            account=account,
+            rate_per_minute=rate_per_minute,
+            burst=burst,
+        )
+        return ApiKey.from_dict(self._http.call("POST", "/api/v1/keys", body))
+
+    def list(self, account: Optional[str] = None) -> List[ApiKey]:
+        """``GET /api/v1/keys[?account=...]``: keys (prefix only, never the secret)."""
+        answer = self._http.call("GET", "/api/v1/keys", query={"account": account})
+        return [ApiKey.from_dict(x) for x in _list_of(answer, "keys")]
+
+    def revoke(self, key_id: str) -> None:
+        """``DELETE /api/v1/keys/{id}``."""
+        self._http.call("DELETE", "/api/v1/keys/" + _seg("key_id", key_id))
+
+
+class UsageApi(_Api):
+    """Usage and billing: ``client.usage()`` and ``client.usage.current()``."""
+
+    def __call__(
+        self,
+        from_: Optional[Union[str, datetime.date]] = None,
+        to: Optional[Union[str, datetime.date]] = None,
+        group_by: Optional[str] = None,
+    ) -> UsageReport:
+        """``GET /api/v1/usage``: the caller's account's usage over a range.
+
+        Args:
+            from_: Start: RFC 3339, a date (``YYYY-MM-DD``), or a date/datetime
+                (default: this month's start). A naive datetime is taken as UTC.
+            to: End (default: now).
+            group_by: ``day`` or ``mode`` for one row per group.
+        """
+        query = {"from": _when(from_), "to": _when(to), "group_by": group_by}
+        return UsageReport.from_dict(self._http.call("GET", "/api/v1/usage", query=query))
+
+    def current(self) -> CurrentUsage:
+        """``GET /api/v1/usage/current``: this billing period's usage, volume
+        tier, bill so far, projected bill and the price list."""
+        return CurrentUsage.from_dict(self._http.call("GET", "/api/v1/usage/current"))
+
+
+def _when(t: Optional[Union[str, datetime.date]]) -> Optional[str]:
+    if t is None or isinstance(t, str):
+        return t
+    if isinstance(t, datetime.datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=datetime.timezone.utc)
+        return t.isoformat()
+    return t.isoformat()
+
+
+def _collect_files(local_dir: str, exclude: Iterable[str]) -> List[Tuple[str, int, bytes]]:
+    """Regular files under local_dir as (relative POSIX path, mode, content)."""
+    if not os.path.isdir(local_dir):
+        raise ValueError(f"local_dir {local_dir} is not a directory")
+    skip = {e.rstrip("/") for e in exclude}
+    out: List[Tuple[str, int, bytes]] = []
+    for root, dirs, files in os.walk(local_dir):
+        rel_root = os.path.relpath(root, local_dir)
+        rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+        dirs[:] = sorted(d for d in dirs if d not in skip and rel_root + d not in skip)
+        for name in sorted(files):
+            rel = rel_root + name
+            full = os.path.join(root, name)
+            if name in skip or rel in skip or os.path.islink(full) or not os.path.isfile(full):
+                continue
+            with open(full, "rb") as f:
+                content = f.read()
+            out.append((rel, os.stat(full).st_mode & 0o777, content))
+    return out

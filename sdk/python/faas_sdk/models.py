@@ -1,0 +1,371 @@
+"""Result types. Field names are the wire's JSON names (snake_case).
+
+Every class is built with ``from_dict``, which tolerates missing fields (they
+keep their defaults) and keeps fields it does not know in ``extra``, so a
+newer server's answers never break an older SDK.
+
+Classes marked *provisional* describe endpoints the server does not offer yet
+(snapshots, branches, instances); their known fields follow the design
+document and everything else the server sends is in ``extra``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar
+
+T = TypeVar("T", bound="Model")
+
+
+class Model:
+    """Base of the result types (dataclasses whose fields all have defaults)."""
+
+    # Nested models: field name -> model class (for an object or a list of objects).
+    _nested: ClassVar[Dict[str, Type["Model"]]] = {}
+    # Wire names that are not valid Python names: wire name -> field name.
+    _aliases: ClassVar[Dict[str, str]] = {}
+
+    @property
+    def extra(self) -> Dict[str, Any]:
+        """Fields of the answer this SDK version does not know, as sent."""
+        return self.__dict__.setdefault("_extra", {})
+
+    @classmethod
+    def from_dict(cls: Type[T], data: Optional[Mapping[str, Any]]) -> T:
+        """Build an instance from a decoded JSON object."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs: Dict[str, Any] = {}
+        extra: Dict[str, Any] = {}
+        for k, v in dict(data or {}).items():
+            k = cls._aliases.get(k, k)
+            if k not in known:
+                extra[k] = v
+                continue
+            sub = cls._nested.get(k)
+            if sub is not None and isinstance(v, list):
+                v = [sub.from_dict(x) if isinstance(x, Mapping) else x for x in v]
+            elif sub is not None and isinstance(v, Mapping):
+                v = sub.from_dict(v)
+            kwargs[k] = v
+        obj = cls(**kwargs)
+        obj.__dict__["_extra"] = extra
+        return obj
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields as a plain dict (``extra`` merged in), as the server sent them."""
+        out = dict(self.extra)
+        wire = {v: k for k, v in self._aliases.items()}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, Model):
+                v = v.to_dict()
+            elif isinstance(v, list):
+                v = [x.to_dict() if isinstance(x, Model) else x for x in v]
+            out[wire.get(f.name, f.name)] = v
+        return out
+
+
+@dataclass
+class ResourceUsage(Model):
+    """Resources an execution consumed and their price."""
+
+    cpu_ms: int = 0
+    memory_peak_mb: int = 0
+    cost_usd: float = 0.0
+    cost_micro_usd: int = 0
+
+
+@dataclass
+class ExecutionResult(Model):
+    """Result of ``execute``: the finished execution with its output.
+
+    ``status`` is ``succeeded`` (exit 0), ``failed`` (non-zero exit, killed by a
+    signal or at the memory limit), ``timeout`` or ``error`` (the platform
+    failed; ``error`` says what).
+    """
+
+    execution_id: str = ""
+    request_id: str = ""
+    status: str = ""
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    output: str = ""
+    logs: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    oom_killed: bool = False
+    error: Optional[str] = None
+    duration_ms: int = 0
+    mode: str = ""
+    language: Optional[str] = None
+    warm: bool = False
+    snapshot_id: Optional[str] = None
+    usage: ResourceUsage = field(default_factory=ResourceUsage)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": ResourceUsage}
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the program exited with status 0."""
+        return self.status == "succeeded"
+
+
+@dataclass
+class Execution(Model):
+    """The stored record of an execution (``get_execution``); it holds no output.
+
+    ``created_at`` and ``finished_at`` are RFC 3339 strings.
+    """
+
+    execution_id: str = ""
+    status: str = ""
+    exit_code: int = 0
+    mode: str = ""
+    language: Optional[str] = None
+    image: str = ""
+    error: Optional[str] = None
+    duration_ms: int = 0
+    created_at: str = ""
+    finished_at: Optional[str] = None
+    usage: ResourceUsage = field(default_factory=ResourceUsage)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": ResourceUsage}
+
+
+@dataclass
+class HealthRuntime(Model):
+    """The sandbox runtime in a health report."""
+
+    name: str = ""
+    version: Optional[str] = None
+    ready: bool = False
+    error: Optional[str] = None
+
+
+@dataclass
+class HealthDatabase(Model):
+    """The database in a health report."""
+
+    driver: str = ""
+    ok: bool = False
+    error: Optional[str] = None
+
+
+@dataclass
+class HealthSandboxes(Model):
+    """Sandbox counts in a health report."""
+
+    live: int = 0
+    stocked: int = 0
+
+
+@dataclass
+class Health(Model):
+    """Answer of ``health``: ``status`` is ``ok`` or ``degraded``."""
+
+    status: str = ""
+    version: str = ""
+    runtime: HealthRuntime = field(default_factory=HealthRuntime)
+    database: HealthDatabase = field(default_factory=HealthDatabase)
+    sandboxes: HealthSandboxes = field(default_factory=HealthSandboxes)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {
+        "runtime": HealthRuntime,
+        "database": HealthDatabase,
+        "sandboxes": HealthSandboxes,
+    }
+
+
+@dataclass
+class Pool(Model):
+    """One warm pool of the caller's account."""
+
+    image: str = ""
+    idle: int = 0
+    in_use: int = 0
+    hits: int = 0
+    misses: int = 0
+    boots: int = 0
+    retired: int = 0
+    reaped: int = 0
+    evicted: int = 0
+
+
+@dataclass
+class Stock(Model):
+    """The server's stock of pre-booted, never-used sandboxes."""
+
+    target: int = 0
+    ready: int = 0
+    booted: int = 0
+    languages: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PoolsResult(Model):
+    """Answer of ``pools``."""
+
+    pools: List[Pool] = field(default_factory=list)
+    stock: Stock = field(default_factory=Stock)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"pools": Pool, "stock": Stock}
+
+
+@dataclass
+class PrewarmResult(Model):
+    """Answer of ``prewarm``: how many warm sandboxes were added, and the pool."""
+
+    image: str = ""
+    language: str = ""
+    added: int = 0
+    pool: Pool = field(default_factory=Pool)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"pool": Pool}
+
+
+@dataclass
+class ApiKey(Model):
+    """An API key; ``key`` (the secret) is only set in the answer of ``keys.create``."""
+
+    id: str = ""
+    key: Optional[str] = None
+    name: str = ""
+    account: str = ""
+    prefix: str = ""
+    scopes: List[str] = field(default_factory=list)
+    #: The key's own rate limit, when it has one.
+    rate_per_minute: Optional[int] = None
+    burst: Optional[int] = None
+    created_at: str = ""
+    revoked_at: Optional[str] = None
+
+
+@dataclass
+class UsageRow(Model):
+    """Usage summed over a group of executions (``group`` is the day or mode)."""
+
+    group: Optional[str] = None
+    executions: int = 0
+    cpu_seconds: float = 0.0
+    gb_seconds: float = 0.0
+    cost_micro_usd: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class UsageReport(Model):
+    """Answer of ``usage()``: usage over a range (``from_`` and ``to`` are RFC
+    3339 strings; the wire name of ``from_`` is ``from``)."""
+
+    account: str = ""
+    from_: str = ""
+    to: str = ""
+    group_by: Optional[str] = None
+    rows: List[UsageRow] = field(default_factory=list)
+    total: UsageRow = field(default_factory=UsageRow)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"rows": UsageRow, "total": UsageRow}
+    _aliases: ClassVar[Dict[str, str]] = {"from": "from_"}
+
+
+@dataclass
+class PriceList(Model):
+    """The server's price list."""
+
+    cpu_per_vcpu_second_usd: float = 0.0
+    memory_per_gb_second_usd: float = 0.0
+    gpu_per_hour_usd: float = 0.0
+    snapshot_per_gb_month_usd: float = 0.0
+    egress_per_gb_usd: float = 0.0
+    #: Mode name -> price multiplier (ephemeral 1.0, cached 0.8, ...).
+    mode_multipliers: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CurrentUsage(Model):
+    """Answer of ``usage.current()``: this billing period (calendar month, UTC)."""
+
+    account: str = ""
+    period_start: str = ""
+    period_end: str = ""
+    usage: UsageRow = field(default_factory=UsageRow)
+    #: Volume tier: starter, growth, scale or enterprise.
+    tier: str = ""
+    discount_percent: int = 0
+    #: Spend so far, discount applied.
+    bill_micro_usd: int = 0
+    bill_usd: float = 0.0
+    #: The bill at this rate for the whole period, discount applied.
+    projected_micro_usd: int = 0
+    projected_usd: float = 0.0
+    projected_tier: str = ""
+    prices: PriceList = field(default_factory=PriceList)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": UsageRow, "prices": PriceList}
+
+
+# --- provisional ------------------------------------------------------------
+
+
+@dataclass
+class Snapshot(Model):
+    """Provisional: a snapshot."""
+
+    id: str = ""
+    name: Optional[str] = None
+    parent: Optional[str] = None
+    image: Optional[str] = None
+    language: Optional[str] = None
+    size_bytes: Optional[int] = None
+    created_at: Optional[str] = None
+
+
+@dataclass
+class Branch(Model):
+    """Provisional: the answer of a branch request."""
+
+    id: Optional[str] = None
+    parent_snapshot: Optional[str] = None
+
+
+@dataclass
+class Instance(Model):
+    """Provisional: a persistent instance."""
+
+    id: str = ""
+    status: Optional[str] = None
+    image: Optional[str] = None
+    language: Optional[str] = None
+    created_at: Optional[str] = None
+
+
+@dataclass
+class ExposedPort(Model):
+    """Provisional: a port of an instance exposed through the server."""
+
+    url: str = ""
+    name: Optional[str] = None
+    port: Optional[int] = None
+
+
+@dataclass
+class SshInfo(Model):
+    """Provisional: SSH credentials of an instance."""
+
+    host: Optional[str] = None
+    port: Optional[int] = None
+    username: Optional[str] = None
+    private_key: Optional[str] = None
+    command: Optional[str] = None
+
+
+@dataclass
+class SyncResult(Model):
+    """Provisional: what ``instances.sync`` sent, and the server's answer."""
+
+    files_sent: int = 0
+    bytes_sent: int = 0
+    response: Dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,122 @@
+"""execute and get_execution against a real server with real gVisor sandboxes."""
+
+from __future__ import annotations
+
+import pytest
+
+from faas_sdk import ExecutionResult, FaaSClient
+
+PROGRAMS = {
+    "python": ('import sys\nprint("py out")\nprint("py err", file=sys.stderr)\nsys.exit(3)', "py out\n", "py err\n", 3),
+    "javascript": ('console.log("js out"); console.error("js err"); process.exitCode = 4;', "js out\n", "js err\n", 4),
+    "typescript": (
+        'const n: number = 5; console.log(`ts out ${n}`); console.error("ts err"); process.exit(n);',
+        "ts out 5\n",
+        "ts err\n",
+        5,
+    ),
+    "bash": ('echo "sh out"; echo "sh err" >&2; exit 6', "sh out\n", "sh err\n", 6),
+}
+
+
+@pytest.mark.parametrize("mode", ["ephemeral", "cached"])
+@pytest.mark.parametrize("language", sorted(PROGRAMS))
+def test_languages_and_modes(client: FaaSClient, language: str, mode: str) -> None:
+    code, out, err, exit_code = PROGRAMS[language]
+    r = client.execute(code=code, language=language, mode=mode)
+    assert isinstance(r, ExecutionResult)
+    assert r.status == "failed"
+    assert not r.succeeded
+    assert r.exit_code == exit_code
+    assert r.stdout == out
+    assert r.stderr == err
+    assert r.output == r.stdout and r.logs == r.stderr
+    assert r.mode == mode
+    assert r.language == language
+    assert r.execution_id.startswith("exec_")
+    assert r.request_id == r.execution_id
+    assert r.timed_out is False and r.oom_killed is False
+    assert isinstance(r.duration_ms, int)
+    assert isinstance(r.usage.cpu_ms, int)
+    assert isinstance(r.usage.memory_peak_mb, int)
+    assert isinstance(r.usage.cost_usd, float) or r.usage.cost_usd == 0
+
+
+@pytest.mark.parametrize("mode", ["ephemeral", "cached"])
+def test_command_string(client: FaaSClient, mode: str) -> None:
+    r = client.execute(command="echo hello from sh; id -u", mode=mode)
+    assert r.status == "succeeded" and r.succeeded
+    assert r.exit_code == 0
+    assert r.stdout == "hello from sh\n1000\n"
+    if mode == "ephemeral":
+        assert r.warm is False
+
+
+def test_cached_mode_reuses_a_warm_sandbox(client: FaaSClient) -> None:
+    client.execute(code="print(1)", language="python", mode="cached")
+    r = client.execute(code="print(2)", language="python", mode="cached")
+    assert r.stdout == "2\n"
+    assert r.warm is True
+
+
+def test_command_as_argv_list(client: FaaSClient) -> None:
+    r = client.execute(command=["printf", "%s|", "a b", "it's"])
+    assert r.stdout == "a b|it's|"
+
+
+def test_stdin(client: FaaSClient) -> None:
+    r = client.execute(
+        code="import sys; data = sys.stdin.read(); print(len(data), data.upper())",
+        language="python",
+        stdin="abc\ndef",
+    )
+    assert r.stdout == "7 ABC\nDEF\n"
+
+
+@pytest.mark.parametrize("env_vars", [
+    {"MY_VAR": "one", "lower_name": "two"},
+    [("MY_VAR", "one"), ("lower_name", "two")],
+])
+def test_env_vars(client: FaaSClient, env_vars: object) -> None:
+    r = client.execute(
+        code='import os; print(os.environ["MY_VAR"], os.environ["lower_name"])',
+        language="python",
+        env_vars=env_vars,  # type: ignore[arg-type]
+    )
+    assert r.stdout == "one two\n", r.stderr
+
+
+def test_working_dir_and_resources(client: FaaSClient) -> None:
+    r = client.execute(
+        code="import os; print(os.getcwd())",
+        language="python",
+        working_dir="/tmp/sdk-wd",
+        resources={"cpu_cores": 1, "memory_mb": 256},
+    )
+    assert r.status == "succeeded", r.stderr
+    assert r.stdout == "/tmp/sdk-wd\n"
+
+
+def test_timeout(client: FaaSClient) -> None:
+    r = client.execute(code="import time; time.sleep(30)", language="python", timeout_ms=500)
+    assert r.status == "timeout"
+    assert r.timed_out is True
+    assert r.error
+    assert r.duration_ms < 20_000
+
+
+def test_get_execution(client: FaaSClient) -> None:
+    r = client.execute(code='print("x")', language="python")
+    e = client.get_execution(r.execution_id)
+    assert e.execution_id == r.execution_id
+    assert e.status == "succeeded"
+    assert e.exit_code == 0
+    assert e.mode == "ephemeral"
+    assert e.language == "python"
+    assert e.created_at
+    assert isinstance(e.usage.cost_micro_usd, int)
+
+
+def test_x_api_key_header(server) -> None:  # type: ignore[no-untyped-def]
+    c = server.client(api_key="", headers={"x-api-key": server.admin_key})
+    assert c.execute(command="echo ok").stdout == "ok\n"
