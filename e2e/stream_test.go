@@ -91,6 +91,17 @@ func readStdoutUntil(t *testing.T, c *websocket.Conn, want string) {
 	}
 }
 
+// readFrame reads one frame (zero frame on error).
+func readFrame(c *websocket.Conn) frame {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var f frame
+	if _, b, err := c.Read(ctx); err == nil {
+		_ = json.Unmarshal(b, &f)
+	}
+	return f
+}
+
 func stdoutOf(frames []frame) string {
 	var b strings.Builder
 	for _, f := range frames {

@@ -68,12 +68,18 @@ func (p *pool) statsFor(k poolKey) *PoolStats {
 func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, hit bool, err error) {
 	p.mu.Lock()
 	st := p.statsFor(k)
-	if list := p.idle[k]; len(list) > 0 {
+	for list := p.idle[k]; len(list) > 0; list = p.idle[k] {
 		w := list[len(list)-1]
 		p.idle[k] = list[:len(list)-1]
-		st.Hits++
 		st.InUse++
 		p.mu.Unlock()
+		if !p.e.alive(w.b) {
+			p.count(k, func(st *PoolStats) { st.InUse--; st.Retired++ })
+			p.e.destroyLater(w.b)
+			p.mu.Lock()
+			continue
+		}
+		p.count(k, func(st *PoolStats) { st.Hits++ })
 		if r, ok := w.b.Sandbox.(sandbox.Resizer); ok {
 			if err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB); err != nil {
 				p.release(k)

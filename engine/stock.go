@@ -63,14 +63,29 @@ func (s *stock) pop() *box {
 			return nil
 		}
 		s.signal()
-		select {
-		case <-b.Agent().Done():
+		if !s.e.alive(b) {
 			s.e.destroyLater(b) // died while waiting; take another
 			continue
-		default:
-			return b
 		}
+		return b
 	}
+}
+
+// alive asks a sandbox's agent to answer (well under a millisecond when it is
+// there): a sandbox killed from outside can look alive to its pipes.
+func (e *Engine) alive(b *box) bool {
+	select {
+	case <-b.Agent().Done():
+		return false
+	default:
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
+	defer cancel()
+	_, err := b.Agent().Hello(ctx)
+	if err != nil {
+		e.log.Warn("a waiting sandbox does not answer; destroying it", "sandbox", b.ID(), "err", err)
+	}
+	return err == nil
 }
 
 // fresh returns a never-used sandbox for spec: from the stock when one is ready
