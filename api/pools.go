@@ -31,11 +31,14 @@ type pool struct {
 	Retired int64  `json:"retired"`
 	Reaped  int64  `json:"reaped"`
 	Evicted int64  `json:"evicted"`
+	// IdleMemoryMB is what the idle sandboxes hold together.
+	IdleMemoryMB float64 `json:"idle_memory_mb"`
 }
 
 func toPool(st engine.PoolStats) pool {
 	return pool{Image: st.Image, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
-		Boots: st.Boots, Retired: st.Retired, Reaped: st.Reaped, Evicted: st.Evicted}
+		Boots: st.Boots, Retired: st.Retired, Reaped: st.Reaped, Evicted: st.Evicted,
+		IdleMemoryMB: float64(st.IdleMemoryBytes) / (1 << 20)}
 }
 
 // PoolsResponse is the body of GET /api/v1/pools: the caller's warm pools and the

@@ -37,6 +37,9 @@ type PoolStats struct {
 	Retired int64 // destroyed after an execution that crashed or broke a limit
 	Reaped  int64 // destroyed after idling too long
 	Evicted int64 // destroyed to make room (sandbox cap or warm memory cap)
+	// IdleMemoryBytes is the memory the idle sandboxes held (host cgroup usage)
+	// when they went idle, together.
+	IdleMemoryBytes int64
 }
 
 // pool keeps each account's idle warm sandboxes for cached executions.
@@ -263,6 +266,9 @@ func (p *pool) snapshot(account string) []PoolStats {
 		}
 		s := *st
 		s.Idle = len(p.idle[k])
+		for _, w := range p.idle[k] {
+			s.IdleMemoryBytes += w.memBytes
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -271,10 +271,14 @@ func benchScenarios() []benchScenario {
 			target: "–", seed: "–", run: throughput(1)},
 		{id: "throughput-8", name: "throughput python print(1), 8 concurrent clients", server: stockedServer,
 			target: "–", seed: "–", run: throughput(8)},
+		{id: "throughput-32", name: "throughput python print(1), 32 concurrent clients", server: stockedServer,
+			target: "–", seed: "–", run: throughput(32)},
 		{id: "cached", name: "cached (warm) python print(1), HTTP end to end", server: stockedServer,
 			target: "p50 ≤ 5 ms", targetMS: 5, seed: "5 ms (warm)", run: cachedExecution},
 		{id: "cached-throughput-8", name: "throughput cached python print(1), 8 concurrent clients", server: stockedServer,
 			target: "≥ 200 exec/s", seed: "–", run: cachedThroughput},
+		{id: "warm-memory", name: "prewarm one python sandbox (time); idle memory per warm sandbox (note)", server: stockedServer,
+			target: "–", seed: "KSM: 60% less (claim)", run: warmMemory},
 		{id: "checkpoint", name: "checkpoint of a python session (run + snapshot)", server: stockedServer,
 			target: "p50 ≤ 60 ms", targetMS: 60, seed: "–", run: checkpointExecution},
 		{id: "restore", name: "restore a snapshot and run print(1)", server: stockedServer,
@@ -521,6 +525,42 @@ func cachedThroughput(ctx context.Context, b *bench) (benchResult, error) {
 		return benchResult{}, notAvailableOr(err, true)
 	}
 	return throughputOf(ctx, b, 8, req)
+}
+
+// warmMemory prewarms sandboxes one at a time into a fresh account's pool, timing
+// each, and reports the memory an idle warm sandbox holds (host cgroup usage,
+// zygote and its standby processes included).
+func warmMemory(ctx context.Context, b *bench) (benchResult, error) {
+	var key struct {
+		Key string `json:"key"`
+	}
+	if err := b.srv.post(ctx, "/api/v1/keys", map[string]any{"name": "bench-warm-memory", "scopes": []string{"execute"}}, &key); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	acct := &benchServer{url: b.srv.url, key: key.Key, hc: b.srv.hc}
+	n := min(b.opts.runs, 8)
+	var ds []time.Duration
+	for range n {
+		start := time.Now()
+		if err := acct.post(ctx, "/api/v1/prewarm", map[string]any{"language": "python", "count": 1}, nil); err != nil {
+			return benchResult{}, notAvailableOr(err, true)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	var p struct {
+		Pools []struct {
+			Idle         int     `json:"idle"`
+			IdleMemoryMB float64 `json:"idle_memory_mb"`
+		} `json:"pools"`
+	}
+	if err := acct.get(ctx, "/api/v1/pools", &p); err != nil {
+		return benchResult{}, err
+	}
+	if len(p.Pools) == 0 || p.Pools[0].Idle == 0 {
+		return benchResult{}, fmt.Errorf("no idle warm sandbox after prewarming %d", n)
+	}
+	return benchResult{durations: ds, note: fmt.Sprintf("%.1f MB per idle warm sandbox (%d sandboxes, %.0f MB together)",
+		p.Pools[0].IdleMemoryMB/float64(p.Pools[0].Idle), p.Pools[0].Idle, p.Pools[0].IdleMemoryMB)}, nil
 }
 
 // makeSnapshot runs python code in checkpointed mode and returns the
