@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh: the full test suite, as CI runs it (as root, on Debian 12):
 # installs what the tests need, builds runsc and faas, starts PostgreSQL, and runs
-# every Go test against real gVisor sandboxes, SQLite and PostgreSQL.
-# Arguments go to `go test` (default: ./...).
+# every Go test against real gVisor sandboxes, SQLite and PostgreSQL, then the
+# TypeScript and Python SDK suites against real servers.
+# Arguments go to `go test` (default: ./..., and then the SDK suites).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -18,3 +19,8 @@ args=("$@")
 echo "test: go test ${args[*]}" >&2
 go vet ./...
 go test -count=1 -timeout 40m "${args[@]}"
+
+# The SDKs' own suites, each against real servers they start (only for a full run).
+if (($# == 0)); then
+	scripts/test-sdk.sh
+fi

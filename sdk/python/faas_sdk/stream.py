@@ -77,10 +77,17 @@ class ExecutionStream:
 
     async def __anext__(self) -> StreamOutput:
         loop = asyncio.get_running_loop()
+        # StopIteration cannot travel through a Future: the worker returns None.
+        out = await loop.run_in_executor(None, self._next_or_none)
+        if out is None:
+            raise StopAsyncIteration
+        return out
+
+    def _next_or_none(self) -> Optional[StreamOutput]:
         try:
-            return await loop.run_in_executor(None, self.__next__)
+            return self.__next__()
         except StopIteration:
-            raise StopAsyncIteration from None
+            return None
 
     def close(self) -> None:
         """Stop following (the execution itself goes on)."""

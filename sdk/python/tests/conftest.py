@@ -9,6 +9,7 @@ the tests at a server that is already running instead.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -16,7 +17,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -47,24 +47,20 @@ class Server:
     """A running faas server."""
 
     def __init__(self, endpoint: str, admin_key: str, proc: Optional[subprocess.Popen] = None,
-                 data_dir: Optional[str] = None) -> None:
+                 tmp_dir: Optional[str] = None) -> None:
         self.endpoint = endpoint
         self.admin_key = admin_key
         self._proc = proc
-        self._data_dir = data_dir
-        self._out: List[str] = []
-        if proc is not None and proc.stdout is not None:
-            t = threading.Thread(target=self._drain, daemon=True)
-            t.start()
-
-    def _drain(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._out.append(line)
+        self._tmp_dir = tmp_dir
 
     def logs(self) -> str:
         """What the server printed so far."""
-        return "".join(self._out)
+        if not self._tmp_dir:
+            return "(external server)"
+        try:
+            return (Path(self._tmp_dir) / "serve.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def client(self, **kwargs: object) -> FaaSClient:
         """A client with the admin key and no retries (override with kwargs)."""
@@ -81,8 +77,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._data_dir:
-            shutil.rmtree(self._data_dir, ignore_errors=True)
+        if self._tmp_dir:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+
+def _term_with_parent() -> None:
+    """In the child before exec: get SIGTERM (a clean shutdown) if pytest dies."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
@@ -110,7 +112,8 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
             pytest.fail(f"{path} is missing: build it in {root} with {how}", pytrace=False)
 
     port = _free_port()
-    data_dir = tempfile.mkdtemp(prefix="faas-sdk-py-")
+    tmp_dir = tempfile.mkdtemp(prefix="faas-sdk-py-")
+    data_dir = os.path.join(tmp_dir, "data")
     key = "faas_" + secrets.token_hex(20)
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -123,9 +126,12 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
         "FAAS_AGENT": str(agent),
     })
     env.update(extra_env or {})
-    proc = subprocess.Popen([str(faas), "serve"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = Server(endpoint, key, proc, data_dir)
+    # The log goes to a file, not a pipe: a server whose reader died would be
+    # killed by SIGPIPE on its next log line, before cleaning up its sandboxes.
+    with open(os.path.join(tmp_dir, "serve.log"), "wb") as log:
+        proc = subprocess.Popen([str(faas), "serve"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_term_with_parent)
+    server = Server(endpoint, key, proc, tmp_dir)
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:

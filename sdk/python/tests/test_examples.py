@@ -16,5 +16,9 @@ def test_seed_example(server) -> None:  # type: ignore[no-untyped-def]
                          capture_output=True, text=True, timeout=120)
     said = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     assert run.returncode == 0, said
-    # The execute part, then the streamed (replayed) output.
-    assert run.stdout == "execute: succeeded 'Hello World\\n'\nHello World\n\n", said
+    # The execute part, then the streamed (replayed) output. The example prints
+    # each chunk with print(), and how output is cut in chunks may vary, so only
+    # the text without newlines is compared.
+    first = "execute: succeeded 'Hello World\\n'\n"
+    assert run.stdout.startswith(first), said
+    assert run.stdout[len(first):].replace("\n", "") == "Hello World", said

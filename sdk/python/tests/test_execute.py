@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from faas_sdk import ExecutionResult, FaaSClient
@@ -52,9 +54,17 @@ def test_command_string(client: FaaSClient, mode: str) -> None:
         assert r.warm is False
 
 
-def test_cached_mode_reuses_a_warm_sandbox(client: FaaSClient) -> None:
-    client.execute(code="print(1)", language="python", mode="cached")
-    r = client.execute(code="print(2)", language="python", mode="cached")
+def test_cached_mode_reuses_a_warm_sandbox(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-def]
+    # A key of its own, so the account's pool holds only this test's sandbox.
+    c = server.client(api_key=client.keys.create(name="sdk-test-cached").key)
+    c.execute(code="print(1)", language="python", mode="cached")
+    # The sandbox is reset after each execution before it is idle again; a
+    # request that comes sooner misses the pool and takes a fresh one.
+    deadline = time.monotonic() + 20
+    while not (c.pools().pools and c.pools().pools[0].idle == 1):
+        assert time.monotonic() < deadline, "the warm sandbox never became idle"
+        time.sleep(0.02)
+    r = c.execute(code="print(2)", language="python", mode="cached")
     assert r.stdout == "2\n"
     assert r.warm is True
 

@@ -2,7 +2,7 @@
 // snake_case JSON names (`exit_code` → `exitCode`); see README.md.
 //
 // Types marked "provisional" describe endpoints the server does not offer yet
-// (snapshots, branches, instances, usage). Their known fields follow DESIGN.md;
+// (snapshots, branches, instances). Their known fields follow DESIGN.md;
 // every other field the server sends is kept (camelCased) through the index
 // signature, so nothing is lost when the server's answer grows.
 

@@ -40,3 +40,20 @@ test('the seed README example: execute runs; snapshot/branch surface the server 
     assert.doesNotMatch(run.stdout, /^snapshot:/m, said);
   }
 });
+
+test('the seed README streaming example: output events, then complete', { timeout: 120_000 }, () => {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'streaming.js');
+  const run = spawnSync(process.execPath, [script], {
+    env: { ...process.env, FAAS_API_KEY: server.adminKey, FAAS_ENDPOINT: server.endpoint },
+    encoding: 'utf8',
+    timeout: 100_000,
+  });
+  const said = `exit ${run.status}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
+  assert.equal(run.status, 0, said);
+  assert.equal(run.stderr, '', said);
+  // Each output event is printed with console.log; how the output is cut in
+  // chunks may vary, so only the text without newlines is compared.
+  const done = run.stdout.lastIndexOf('Done: 0\n');
+  assert.ok(done > 0 && done + 'Done: 0\n'.length === run.stdout.length, said);
+  assert.equal(run.stdout.slice(0, done).replace(/\n/g, ''), 'line 0line 1line 2', said);
+});

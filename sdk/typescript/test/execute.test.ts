@@ -81,8 +81,18 @@ for (const mode of ['ephemeral', 'cached'] as Mode[]) {
 }
 
 test('cached mode reuses a warm sandbox', { timeout: 60_000 }, async () => {
-  await client.execute({ code: 'print(1)', language: 'python', mode: 'cached' });
-  const r = await client.execute({ code: 'print(2)', language: 'python', mode: 'cached' });
+  // A key of its own, so the account's pool holds only this test's sandbox.
+  const k = await client.keys.create({ name: 'sdk-test-cached' });
+  const c = server.client({ apiKey: k.key! });
+  await c.execute({ code: 'print(1)', language: 'python', mode: 'cached' });
+  // The sandbox is reset after each execution before it is idle again; a
+  // request that comes sooner misses the pool and takes a fresh one.
+  const deadline = Date.now() + 20_000;
+  while ((await c.pools()).pools[0]?.idle !== 1) {
+    assert.ok(Date.now() < deadline, 'the warm sandbox never became idle');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const r = await c.execute({ code: 'print(2)', language: 'python', mode: 'cached' });
   assert.equal(r.stdout, '2\n');
   assert.equal(r.warm, true);
 });

@@ -8,7 +8,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -83,14 +83,24 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
   }
 
   const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'faas-sdk-ts-'));
+  const tmp = mkdtempSync(join(tmpdir(), 'faas-sdk-ts-'));
+  const logPath = join(tmp, 'serve.log');
   const adminKey = 'faas_' + randomBytes(20).toString('hex');
   const endpoint = `http://127.0.0.1:${port}`;
-  let out = '';
+  const out = () => {
+    try {
+      return readFileSync(logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  // The log goes to a file, not a pipe: a server whose reader died would be
+  // killed by SIGPIPE on its next log line, before cleaning up its sandboxes.
+  const logFd = openSync(logPath, 'w');
   const child: ChildProcess = spawn(faas, ['serve'], {
     env: {
       ...process.env,
-      FAAS_DATA_DIR: dataDir,
+      FAAS_DATA_DIR: join(tmp, 'data'),
       FAAS_API_PORT: String(port),
       FAAS_API_KEY: adminKey,
       FAAS_HOST: '127.0.0.1',
@@ -98,10 +108,9 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
       FAAS_AGENT: agent,
       ...extraEnv,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', logFd, logFd],
   });
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  closeSync(logFd);
   let exited: number | string | null | undefined;
   const exit = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
@@ -126,14 +135,14 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
       }
     }
     process.removeListener('exit', killOnExit);
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
   };
 
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (exited !== undefined) {
       await stop();
-      throw new Error(`faas serve exited during start-up (${exited}):\n${out}`);
+      throw new Error(`faas serve exited during start-up (${exited}):\n${out()}`);
     }
     try {
       const r = await fetch(endpoint + '/health');
@@ -144,7 +153,7 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`faas serve not healthy after 60 s:\n${out}`);
+      throw new Error(`faas serve not healthy after 60 s:\n${out()}`);
     }
     await sleep(50);
   }
@@ -152,7 +161,7 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
     endpoint,
     adminKey,
     client: (o) => new FaaSClient({ endpoint, apiKey: adminKey, maxRetries: 0, ...o }),
-    logs: () => out,
+    logs: out,
     stop,
   };
 }
