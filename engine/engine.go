@@ -410,14 +410,21 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)
 	}
+	finished := make(chan struct{})
+	defer close(finished)
 	if req.Interactive {
 		go func() {
-			for b := range live.stdin {
-				if ex.WriteStdin(b) != nil {
-					break
+			defer ex.CloseStdin()
+			for {
+				select {
+				case b, ok := <-live.stdin:
+					if !ok || ex.WriteStdin(b) != nil {
+						return
+					}
+				case <-finished:
+					return
 				}
 			}
-			_ = ex.CloseStdin()
 		}()
 	} else if req.HasStdin {
 		go func() {
@@ -457,12 +464,14 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 			log.Warn("reading sandbox stats", "err", statsErr)
 		}
 	}
+	outBytes, outCut := stdout.Bytes()
+	errBytes, errCut := stderr.Bytes()
 	res := &Result{
 		ExitCode:        st.ExitCode,
-		Stdout:          stdout.Bytes(),
-		Stderr:          stderr.Bytes(),
-		StdoutTruncated: st.StdoutTruncated || stdout.truncated,
-		StderrTruncated: st.StderrTruncated || stderr.truncated,
+		Stdout:          outBytes,
+		Stderr:          errBytes,
+		StdoutTruncated: st.StdoutTruncated || outCut,
+		StderrTruncated: st.StderrTruncated || errCut,
 		TimedOut:        st.TimedOut,
 		OOMKilled:       stats.OOMKilled,
 		Duration:        elapsed,
@@ -523,21 +532,33 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 
 // cappedBuffer keeps at most max bytes (the agent already caps what it sends; this is
 // the host's own bound).
+// It is written by the agent connection's reader and read once the execution is
+// over, which on abnormal ends (agent gone, host deadline) can overlap: hence mu.
 type cappedBuffer struct {
-	bytes.Buffer
+	mu        sync.Mutex
+	buf       bytes.Buffer
 	max       int64
 	truncated bool
 	tee       io.Writer // also gets what is kept
 }
 
+// Bytes returns what was kept, and whether some was dropped.
+func (b *cappedBuffer) Bytes() ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes()), b.truncated
+}
+
 func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	n := len(p)
-	if room := b.max - int64(b.Len()); b.max > 0 && int64(len(p)) > room {
+	if room := b.max - int64(b.buf.Len()); b.max > 0 && int64(len(p)) > room {
 		b.truncated = true
 		p = p[:max(room, 0)]
 	}
 	if len(p) > 0 {
-		b.Buffer.Write(p)
+		b.buf.Write(p)
 		if b.tee != nil {
 			_, _ = b.tee.Write(p)
 		}

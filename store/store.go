@@ -12,7 +12,7 @@
 //   - PostgreSQL, when Open is given a postgres:// or postgresql:// URL,
 //     through pgx's database/sql driver.
 //
-// Every query is written once with ? placeholders and rebound to $n for
+// Every query is written once with ? parameter markers and rebound to $n for
 // PostgreSQL. Timestamps are stored as BIGINT microseconds since the Unix
 // epoch in both databases, so they round-trip exactly to the microsecond and
 // come back in UTC. Money is always integer micro-dollars.
@@ -211,7 +211,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// q rebinds a query written with ? placeholders for the store's driver.
+// q rebinds a query written with ? parameter markers for the store's driver.
 func (s *Store) q(query string) string {
 	if s.driver == DriverPostgres {
 		return rebind(query)
@@ -219,7 +219,7 @@ func (s *Store) q(query string) string {
 	return query
 }
 
-// rebind rewrites ? placeholders as $1, $2, ... for PostgreSQL. A ? inside a
+// rebind rewrites ? parameter markers as $1, $2, ... for PostgreSQL. A ? inside a
 // single-quoted string literal is left alone.
 func rebind(query string) string {
 	var b strings.Builder
