@@ -22,6 +22,7 @@ type PrewarmResponse struct {
 }
 
 type pool struct {
+	Account string `json:"account,omitempty"` // with all=true
 	Image   string `json:"image"`
 	Idle    int    `json:"idle"`
 	InUse   int    `json:"in_use"`
@@ -36,7 +37,7 @@ type pool struct {
 }
 
 func toPool(st engine.PoolStats) pool {
-	return pool{Image: st.Image, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
+	return pool{Image: st.Image, Account: st.Account, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
 		Boots: st.Boots, Retired: st.Retired, Reaped: st.Reaped, Evicted: st.Evicted,
 		IdleMemoryMB: float64(st.IdleMemoryBytes) / (1 << 20)}
 }
@@ -85,10 +86,25 @@ func (s *Server) prewarm(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// pools is GET /api/v1/pools: the caller's pools; with ?all=true and an admin
+// key, every account's.
 func (s *Server) pools(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	account := p.Account
+	if r.URL.Query().Get("all") == "true" {
+		if !p.Can(ScopeAdmin) {
+			s.writeError(w, r, newError(http.StatusForbidden, "forbidden", "all=true needs an admin key"))
+			return
+		}
+		account = ""
+	}
 	resp := PoolsResponse{Pools: []pool{}}
-	for _, st := range s.engine.Pools(principalFrom(r.Context()).Account) {
-		resp.Pools = append(resp.Pools, toPool(st))
+	for _, st := range s.engine.Pools(account) {
+		pl := toPool(st)
+		if account != "" {
+			pl.Account = ""
+		}
+		resp.Pools = append(resp.Pools, pl)
 	}
 	ss := s.engine.Stock()
 	resp.Stock = stock{Target: ss.Target, Ready: ss.Ready, Booted: ss.Booted, Languages: ss.Languages}

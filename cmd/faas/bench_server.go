@@ -182,7 +182,7 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 		if err := s.get(ctx, "/health", &h); err != nil {
 			return fmt.Errorf("waiting for the server to settle: %w", err)
 		}
-		if err := s.get(ctx, "/api/v1/pools", &p); err != nil {
+		if err := s.get(ctx, "/api/v1/pools?all=true", &p); err != nil {
 			return fmt.Errorf("waiting for the server to settle: %w", err)
 		}
 		// At rest: the stock full, and every other sandbox idle in a warm pool.
