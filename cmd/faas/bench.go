@@ -283,10 +283,16 @@ func benchScenarios() []benchScenario {
 			target: "p50 ≤ 60 ms", targetMS: 60, seed: "–", run: checkpointExecution},
 		{id: "restore", name: "restore a snapshot and run print(1)", server: stockedServer,
 			target: "–", seed: "–", run: restoreExecution},
+		{id: "branch-1", name: "branch: 1 child of a snapshot, until its output", server: stockedServer,
+			target: "p50 ≤ 120 ms", targetMS: 120, seed: "240 ms", run: branchExecution(1)},
 		{id: "branch", name: "branch: 8 children of one snapshot, until every output", server: stockedServer,
-			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution},
+			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution(8)},
+		{id: "snapshot-size", name: "snapshot size of a python session (note)", server: stockedServer,
+			target: "–", seed: "70% smaller (claim)", run: snapshotSize},
 		{id: "instance", name: "persistent instance ready", server: stockedServer,
 			target: "p50 ≤ 300 ms", targetMS: 300, seed: "2000 ms (persistent, cold)", run: instanceReady},
+		{id: "pause-resume", name: "persistent instance pause + resume", server: stockedServer,
+			target: "–", seed: "–", run: pauseResume},
 		{id: "stream", name: "streaming: WebSocket open + request to first stdout byte, python print(1)", server: stockedServer,
 			target: "–", seed: "–", run: streamFirstByte},
 	}
@@ -605,16 +611,59 @@ func restoreExecution(ctx context.Context, b *bench) (benchResult, error) {
 	return benchResult{durations: ds}, err
 }
 
-// branchExecution measures POST /api/v1/branches with 8 children of one
+// branchExecution measures POST /api/v1/branches with n children of one
 // snapshot, each running print(x), until the answer with every output.
-func branchExecution(ctx context.Context, b *bench) (benchResult, error) {
+func branchExecution(n int) func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		snap, err := b.makeSnapshot(ctx)
+		if err != nil {
+			return benchResult{}, err
+		}
+		body := map[string]any{"parent_snapshot": snap, "language": client.LanguagePython, "code": "print(x)", "count": n}
+		op := func(ctx context.Context) error {
+			return b.srv.post(ctx, "/api/v1/branches", body, nil)
+		}
+		if err := op(ctx); err != nil {
+			return benchResult{}, notAvailableOr(err, true)
+		}
+		ds, err := b.measure(ctx, nil, op)
+		return benchResult{durations: ds}, err
+	}
+}
+
+// snapshotSize reports the size on disk of a python session's snapshot (note) and
+// the time to take it.
+func snapshotSize(ctx context.Context, b *bench) (benchResult, error) {
 	snap, err := b.makeSnapshot(ctx)
 	if err != nil {
 		return benchResult{}, err
 	}
-	body := map[string]any{"parent_snapshot": snap, "language": client.LanguagePython, "code": "print(x)", "count": 8}
+	var s struct {
+		SizeBytes int64 `json:"size_bytes"`
+	}
+	if err := b.srv.get(ctx, "/api/v1/snapshots/"+snap, &s); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	return benchResult{note: fmt.Sprintf("%.1f MB on disk", float64(s.SizeBytes)/(1<<20))}, nil
+}
+
+// pauseResume measures pausing a persistent instance (checkpoint to disk) and
+// resuming it, together.
+func pauseResume(ctx context.Context, b *bench) (benchResult, error) {
+	var inst struct {
+		ID         string `json:"id"`
+		InstanceID string `json:"instance_id"`
+	}
+	if err := b.srv.post(ctx, "/api/v1/instances", map[string]any{"language": client.LanguagePython}, &inst); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	id := cmpOr(inst.InstanceID, inst.ID)
+	defer b.srv.delete(context.WithoutCancel(ctx), "/api/v1/instances/"+id)
 	op := func(ctx context.Context) error {
-		return b.srv.post(ctx, "/api/v1/branches", body, nil)
+		if err := b.srv.post(ctx, "/api/v1/instances/"+id+"/pause", nil, nil); err != nil {
+			return err
+		}
+		return b.srv.post(ctx, "/api/v1/instances/"+id+"/resume", nil, nil)
 	}
 	if err := op(ctx); err != nil {
 		return benchResult{}, notAvailableOr(err, true)
