@@ -294,6 +294,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 		defer release()
 		res, err := e.run(l, rec, key, &req, b, warm, argv)
 		l.finish(res, err)
+		e.lives.ended(l)
 	}()
 	return l, nil
 }

@@ -33,6 +33,7 @@ type Live struct {
 
 	mu      sync.Mutex
 	events  []Event
+	bytes   int64         // output held in events
 	changed chan struct{} // closed and replaced on every change
 	done    chan struct{}
 	ended   time.Time
@@ -45,8 +46,14 @@ type Live struct {
 	stopOnce  sync.Once
 }
 
-// LiveRetention is how long a finished execution's output stays attachable.
-const LiveRetention = 10 * time.Minute
+// LiveRetention is how long a finished execution's output stays attachable, as
+// long as finished executions hold no more than liveRetainBytes of output and
+// liveRetainCount executions together (the oldest go first).
+const (
+	LiveRetention   = 10 * time.Minute
+	liveRetainBytes = 256 << 20
+	liveRetainCount = 10000
+)
 
 func newLive(id, account, mode string, interactive bool) *Live {
 	l := &Live{ID: id, Account: account, Mode: mode, changed: make(chan struct{}), done: make(chan struct{}), stop: make(chan struct{})}
@@ -59,6 +66,7 @@ func newLive(id, account, mode string, interactive bool) *Live {
 func (l *Live) appendEvent(ev Event) {
 	l.mu.Lock()
 	l.events = append(l.events, ev)
+	l.bytes += int64(len(ev.Data))
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
@@ -146,20 +154,47 @@ func (l *Live) Stop() { l.stopOnce.Do(func() { close(l.stop) }) }
 
 // lives indexes running and recently finished executions.
 type lives struct {
-	mu sync.Mutex
-	m  map[string]*Live
+	mu       sync.Mutex
+	m        map[string]*Live
+	finished []*Live // oldest first
+	retained int64   // output bytes of finished
 }
 
 func (ls *lives) add(l *Live) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	now := time.Now()
-	for id, old := range ls.m {
-		if !old.ended.IsZero() && now.Sub(old.ended) > LiveRetention {
-			delete(ls.m, id)
-		}
-	}
 	ls.m[l.ID] = l
+}
+
+// ended moves l among the finished, forgetting the oldest beyond the retention
+// time, bytes or count.
+func (ls *lives) ended(l *Live) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.finished = append(ls.finished, l)
+	ls.retained += l.size()
+	now := time.Now()
+	for len(ls.finished) > 0 {
+		old := ls.finished[0]
+		if now.Sub(old.endedAt()) <= LiveRetention && ls.retained <= liveRetainBytes && len(ls.finished) <= liveRetainCount {
+			break
+		}
+		ls.finished = ls.finished[1:]
+		ls.retained -= old.size()
+		delete(ls.m, old.ID)
+	}
+}
+
+func (l *Live) size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bytes
+}
+
+func (l *Live) endedAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ended
 }
 
 // Attach returns the live execution id of the account, running or finished within
