@@ -256,6 +256,14 @@ type usage struct {
 	CostMicroUSD int64   `json:"cost_micro_usd"`
 }
 
+func newUsage(cpuMS, memoryPeakMB, costMicroUSD int64) usage {
+	return usage{CPUMS: cpuMS, MemoryPeakMB: memoryPeakMB, CostUSD: microToUSD(costMicroUSD), CostMicroUSD: costMicroUSD}
+}
+
+// microToUSD shows an amount kept in whole micro-dollars as dollars (for
+// display only; money is never computed in floats).
+func microToUSD(micro int64) float64 { return float64(micro) / 1e6 }
+
 func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	var body ExecuteRequest
 	if err := decodeJSON(r, &body); err != nil {
@@ -297,12 +305,7 @@ func toExecuteResponse(res *engine.Result) ExecuteResponse {
 		Mode:            res.Mode,
 		Language:        res.Language,
 		Warm:            res.Warm,
-		Usage: usage{
-			CPUMS:        res.CPUTime.Milliseconds(),
-			MemoryPeakMB: (res.MemoryPeakBytes + (1<<20 - 1)) >> 20,
-			CostUSD:      float64(res.CostMicroUSD) / 1e6,
-			CostMicroUSD: res.CostMicroUSD,
-		},
+		Usage:           newUsage(res.CPUTime.Milliseconds(), (res.MemoryPeakBytes+(1<<20-1))>>20, res.CostMicroUSD),
 	}
 }
 
@@ -335,6 +338,6 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ExecutionResponse{
 		ExecutionID: e.ID, Status: e.Status, ExitCode: e.ExitCode, Mode: e.Mode, Language: e.Language,
 		Image: e.Image, Error: e.Error, DurationMS: e.DurationMS, CreatedAt: e.CreatedAt, FinishedAt: e.FinishedAt,
-		Usage: usage{CPUMS: e.CPUMS, MemoryPeakMB: e.MemoryPeakMB, CostUSD: float64(e.CostMicroUSD) / 1e6, CostMicroUSD: e.CostMicroUSD},
+		Usage: newUsage(e.CPUMS, e.MemoryPeakMB, e.CostMicroUSD),
 	})
 }

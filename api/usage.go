@@ -23,7 +23,7 @@ func toUsageRow(r store.UsageRow) UsageRow {
 		Group: r.Group, Executions: r.Executions,
 		CPUSeconds:   float64(r.CPUMS) / 1000,
 		GBSeconds:    float64(r.MemoryMBMS) / 1024 / 1000,
-		CostMicroUSD: r.CostMicroUSD, CostUSD: float64(r.CostMicroUSD) / 1e6,
+		CostMicroUSD: r.CostMicroUSD, CostUSD: microToUSD(r.CostMicroUSD),
 	}
 }
 
@@ -141,8 +141,8 @@ func (s *Server) currentUsage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, CurrentUsageResponse{
 		Account: acct, PeriodStart: start, PeriodEnd: end, Usage: toUsageRow(u),
 		Tier: tier.Name, DiscountPercent: tier.DiscountPercent,
-		BillMicroUSD: bill, BillUSD: float64(bill) / 1e6,
-		ProjectedMicro: pbill, ProjectedUSD: float64(pbill) / 1e6, ProjectedTier: ptier.Name,
+		BillMicroUSD: bill, BillUSD: microToUSD(bill),
+		ProjectedMicro: pbill, ProjectedUSD: microToUSD(pbill), ProjectedTier: ptier.Name,
 		Prices: engine.Prices(),
 	})
 }
