@@ -15,4 +15,7 @@ echo "building runsc from gvisor.dev/gvisor@$version (CGO_ENABLED=0; takes a few
 (cd tools/runsc && CGO_ENABLED=0 go build -trimpath -ldflags "-X gvisor.dev/gvisor/runsc/version.version=$version" -o ../../bin/runsc.tmp gvisor.dev/gvisor/runsc)
 mv bin/runsc.tmp bin/runsc
 echo "$version" > "$stamp"
-bin/runsc --version | head -1
+# The first line only, without a pipe into head: under pipefail, head closing early
+# kills runsc with SIGPIPE and fails the script.
+version_out=$(bin/runsc --version)
+echo "${version_out%%$'\n'*}"

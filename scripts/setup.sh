@@ -19,7 +19,8 @@ if [[ ${FAAS_SETUP_TEST:-} == 1 ]]; then
 fi
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[[ $status == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
 	log "installing ${missing[*]}"
