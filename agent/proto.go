@@ -182,12 +182,19 @@ type ExecRequest struct {
 	// Zygote, when set to one of ZygoteLanguages, runs Code in a process forked
 	// from that language's pre-started interpreter instead of executing Argv (Argv
 	// is the fallback if the zygote cannot be started).
-	Zygote string   `json:"zygote,omitempty"`
-	Code   string   `json:"code,omitempty"`
-	Env    []string `json:"env"`
-	Dir    string   `json:"dir"`
-	UID    int      `json:"uid"`
-	GID    int      `json:"gid"`
+	Zygote string `json:"zygote,omitempty"`
+	Code   string `json:"code,omitempty"`
+	// Session, when set, runs Code in the live interpreter of that name (started on
+	// first use, for Language, one of SessionLanguages) instead of a new process:
+	// its globals, imports and open files stay for the next execution in the
+	// session. Argv and Stdin are ignored; a timeout interrupts the cell and, if it
+	// does not stop, ends the interpreter.
+	Session  string   `json:"session,omitempty"`
+	Language string   `json:"language,omitempty"`
+	Env      []string `json:"env"`
+	Dir      string   `json:"dir"`
+	UID      int      `json:"uid"`
+	GID      int      `json:"gid"`
 	// Stdin says the host will send Stdin frames (ending with StdinClose); without it
 	// the process reads from /dev/null.
 	Stdin bool `json:"stdin"`

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -47,6 +48,10 @@ type Server struct {
 
 	zygoteMu sync.Mutex
 	zygotes  map[string]*zygote
+
+	sessionMu   sync.Mutex
+	sessions    map[string]*session // by name
+	nextSession atomic.Uint64
 
 	// madeDirs are working directories the agent created outside the places the
 	// user may write anyway; Reset removes them. Guarded by execMu.
@@ -89,6 +94,7 @@ func Serve(r io.Reader, w io.Writer) error {
 		zygotePIDs: make(map[int]string),
 		reported:   make(map[int]bool),
 		zygotes:    make(map[string]*zygote),
+		sessions:   make(map[string]*session),
 	}
 	s.cgroups = setupCgroups() == nil
 	sigs := make(chan os.Signal, 1)
@@ -212,6 +218,18 @@ func lookPath(file string, env []string) (string, error) {
 }
 
 func (s *Server) start(id uint32, req ExecRequest) {
+	if req.Session != "" {
+		if !hasSessionKernel(req.Language) {
+			s.sendJSON(FrameExit, id, ExitStatus{ExitCode: 127, Error: fmt.Sprintf("no session kernel for %q", req.Language)})
+			return
+		}
+		// Registered now so kill frames find it; runCell fills in the kernel.
+		s.execMu.Lock()
+		s.execs[id] = &process{id: id, req: req, exited: make(chan waitResult, 1)}
+		s.execMu.Unlock()
+		go s.runCell(id, req)
+		return
+	}
 	var unregister func()
 	fail := func(err error) {
 		if unregister != nil {
@@ -611,10 +629,14 @@ func (s *Server) killTree(p *process) {
 
 // makeCgroup gives p a pids cgroup of its own (if the sandbox has cgroups).
 func (s *Server) makeCgroup(p *process) {
+	s.makeCgroupNamed(p, "exec-"+strconv.FormatUint(uint64(p.id), 10))
+}
+
+func (s *Server) makeCgroupNamed(p *process, name string) {
 	if !s.cgroups {
 		return
 	}
-	p.cgroup = filepath.Join(cgroupRoot, "exec-"+strconv.FormatUint(uint64(p.id), 10))
+	p.cgroup = filepath.Join(cgroupRoot, name)
 	if err := os.Mkdir(p.cgroup, 0o700); err != nil && !os.IsExist(err) {
 		p.cgroup = ""
 	} else if p.req.MaxProcs > 0 {

@@ -91,3 +91,23 @@ type Driver interface {
 type Resizer interface {
 	Resize(ctx context.Context, cpuCores float64, memoryMB int) error
 }
+
+// ErrBadCheckpoint reports a checkpoint image that cannot be restored (missing,
+// truncated or corrupt).
+var ErrBadCheckpoint = errors.New("checkpoint cannot be restored")
+
+// Checkpointer is implemented by sandboxes whose whole state (memory, processes and
+// writable layer) can be saved while they keep running.
+type Checkpointer interface {
+	// Checkpoint writes the sandbox's state into dir, an existing empty directory.
+	// The sandbox runs on afterwards.
+	Checkpoint(ctx context.Context, dir string) error
+}
+
+// Restorer is implemented by drivers that start sandboxes from checkpoints.
+type Restorer interface {
+	// Restore starts a new sandbox from the checkpoint in dir, with the spec of the
+	// sandbox it was taken from, and waits for its agent. Errors about the image
+	// itself wrap ErrBadCheckpoint. Many sandboxes may be restored from one dir.
+	Restore(ctx context.Context, spec Spec, dir string) (Sandbox, error)
+}

@@ -164,7 +164,21 @@ func newID() string {
 }
 
 // Create implements sandbox.Driver.
-func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
+func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	return d.start(ctx, spec, "")
+}
+
+// Restore implements sandbox.Restorer: it starts a new sandbox from a checkpoint
+// image written by Checkpoint. spec must be the checkpointed sandbox's.
+func (d *Driver) Restore(ctx context.Context, spec sandbox.Spec, imageDir string) (sandbox.Sandbox, error) {
+	if _, err := os.Stat(filepath.Join(imageDir, "checkpoint.img")); err != nil {
+		return nil, fmt.Errorf("%w: no checkpoint image in %s", sandbox.ErrBadCheckpoint, imageDir)
+	}
+	return d.start(ctx, spec, imageDir)
+}
+
+// start boots a sandbox: a fresh one, or restored from the checkpoint in imageDir.
+func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) (_ *Sandbox, err error) {
 	if spec.Image == "" {
 		spec.Image = "host"
 	}
@@ -230,7 +244,11 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	if d.cfg.WritableLayerMB > 0 {
 		overlay += ",size=" + strconv.Itoa(d.cfg.WritableLayerMB) + "m"
 	}
-	cmd := exec.Command(d.cfg.Runsc, d.runsc(overlay, "run", "--detach", "--bundle="+bundle, id)...)
+	args := []string{overlay, "run", "--detach", "--bundle=" + bundle, id}
+	if imageDir != "" {
+		args = []string{overlay, "restore", "--detach", "--bundle=" + bundle, "--image-path=" + imageDir, id}
+	}
+	cmd := exec.Command(d.cfg.Runsc, d.runsc(args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, logF
 	runErr := cmd.Run()
 	inR.Close()
@@ -242,6 +260,9 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		d.destroy(id)
 	})
 	if runErr != nil {
+		if imageDir != "" {
+			return nil, fmt.Errorf("%w: restoring sandbox: %v: %s", sandbox.ErrBadCheckpoint, runErr, tail(logPath))
+		}
 		return nil, fmt.Errorf("starting sandbox: %v: %s", runErr, tail(logPath))
 	}
 	sb.in, sb.out = inW, outR
@@ -408,6 +429,17 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 		}
 	})
 	return s.destroyErr
+}
+
+// Checkpoint implements sandbox.Checkpointer: runsc saves the sandbox's memory and
+// its in-memory writable layer into dir (which must exist and be empty) and lets
+// the sandbox run on.
+func (s *Sandbox) Checkpoint(ctx context.Context, dir string) error {
+	out, err := exec.CommandContext(ctx, s.d.cfg.Runsc, s.d.runsc("checkpoint", "--leave-running", "--image-path="+dir, s.id)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("checkpointing sandbox %s: %v: %s", s.id, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // Resize implements sandbox.Resizer by rewriting the sandbox's host cgroup limits.

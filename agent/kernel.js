@@ -1,0 +1,89 @@
+// The JavaScript session kernel: one Node process whose globals (and top-level
+// let/const/class declarations) live across cells, like a notebook kernel. The
+// agent starts it with fd 3 carrying cells (one JSON object per line) and fd 4
+// taking replies; each cell names two FIFOs that become the cell's stdout and
+// stderr for as long as it runs.
+'use strict';
+// Everything is inside a function so the kernel's own names never clash with the
+// cells' top-level declarations, which live in the global scope.
+(function kernel() {
+const fs = require('fs');
+const vm = require('vm');
+const readline = require('readline');
+
+let outFd = null;
+let errFd = null;
+function writer(which) {
+  return function (chunk, encoding, cb) {
+    const fd = which === 1 ? outFd : errFd;
+    if (fd !== null) {
+      try {
+        fs.writeSync(fd, typeof chunk === 'string' ? chunk : Buffer.from(chunk));
+      } catch (e) { /* the reader went away */ }
+    }
+    if (typeof encoding === 'function') encoding();
+    else if (typeof cb === 'function') cb();
+    return true;
+  };
+}
+process.stdout.write = writer(1);
+process.stderr.write = writer(2);
+
+const realExit = process.exit.bind(process);
+class CellExit {
+  constructor(code) { this.code = code; }
+}
+process.exit = (code) => { throw new CellExit(code === undefined ? 0 : Number(code) | 0); };
+process.on('uncaughtException', (e) => { process.stderr.write(String(e && e.stack || e) + '\n'); });
+process.on('unhandledRejection', (e) => { process.stderr.write(String(e && e.stack || e) + '\n'); });
+
+globalThis.require = require;
+globalThis.module = module;
+
+// userStack drops the kernel's frames from an error's stack.
+function userStack(e) {
+  const lines = String(e && e.stack || e).split('\n');
+  const cut = lines.findIndex((l) => /node:vm|\[eval\]/.test(l));
+  return (cut > 0 ? lines.slice(0, cut) : lines).join('\n');
+}
+
+async function run(cell) {
+  outFd = fs.openSync(cell.stdout, 'w');
+  errFd = fs.openSync(cell.stderr, 'w');
+  let rc = 0;
+  try {
+    if (cell.dir) process.chdir(cell.dir);
+    Object.assign(process.env, cell.env || {});
+    let result = vm.runInThisContext(cell.code, { filename: 'cell.js' });
+    if (result && typeof result.then === 'function') await result;
+  } catch (e) {
+    if (e instanceof CellExit) {
+      rc = e.code;
+    } else {
+      process.stderr.write(userStack(e) + '\n');
+      rc = 1;
+    }
+  } finally {
+    fs.closeSync(outFd);
+    fs.closeSync(errFd);
+    outFd = errFd = null;
+  }
+  return rc;
+}
+
+const lines = readline.createInterface({ input: fs.createReadStream(null, { fd: 3 }) });
+const queue = [];
+let busy = false;
+async function drain() {
+  if (busy) return;
+  busy = true;
+  while (queue.length) {
+    const cell = JSON.parse(queue.shift());
+    const rc = await run(cell);
+    fs.writeSync(4, JSON.stringify({ token: cell.token, exit_code: rc }) + '\n');
+  }
+  busy = false;
+}
+lines.on('line', (line) => { queue.push(line); drain(); });
+lines.on('close', () => realExit(0));
+})();
