@@ -50,6 +50,8 @@ func toAPIError(err error) *apiError {
 		return newError(http.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, store.ErrConflict):
 		return newError(http.StatusConflict, "conflict", "already exists")
+	case errors.Is(err, engine.ErrBroken):
+		return newError(http.StatusConflict, "snapshot_broken", err.Error())
 	case errors.Is(err, engine.ErrQuota):
 		return &apiError{status: http.StatusTooManyRequests, code: "quota_exceeded", msg: err.Error(), retryAfter: time.Second}
 	case errors.Is(err, engine.ErrBusy):

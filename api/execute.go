@@ -244,6 +244,11 @@ type ExecuteResponse struct {
 	Mode            string `json:"mode"`
 	Language        string `json:"language,omitempty"`
 	SnapshotID      string `json:"snapshot_id,omitempty"`
+	SnapshotError   string `json:"snapshot_error,omitempty"`
+	// SessionID is the session the execution ran in (checkpointed and branched
+	// modes); BranchID repeats it for a branch.
+	SessionID string `json:"session_id,omitempty"`
+	BranchID  string `json:"branch_id,omitempty"`
 	// Warm is true when a cached execution reused a warm sandbox.
 	Warm  bool  `json:"warm"`
 	Usage usage `json:"usage"`
@@ -305,6 +310,10 @@ func toExecuteResponse(res *engine.Result) ExecuteResponse {
 		Mode:            res.Mode,
 		Language:        res.Language,
 		Warm:            res.Warm,
+		SnapshotID:      res.SnapshotID,
+		SnapshotError:   res.SnapshotError,
+		SessionID:       res.SessionID,
+		BranchID:        map[bool]string{true: res.SessionID}[res.Branch],
 		Usage:           newUsage(res.CPUTime.Milliseconds(), (res.MemoryPeakBytes+(1<<20-1))>>20, res.CostMicroUSD),
 	}
 }

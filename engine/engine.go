@@ -46,8 +46,16 @@ type Config struct {
 	// MaxWarmMemoryMB caps the memory held by idle warm sandboxes together; the
 	// least recently used go first. 0: no cap.
 	MaxWarmMemoryMB int
-	Logger          *slog.Logger
+	// SnapshotDir holds snapshot images (see RecoverSnapshots).
+	SnapshotDir string
+	// SessionIdleTimeout ends a session (and its sandbox) idle for longer;
+	// 0 means DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration
+	Logger             *slog.Logger
 }
+
+// DefaultSessionIdleTimeout is how long an idle session lives by default.
+const DefaultSessionIdleTimeout = 10 * time.Minute
 
 // Engine runs executions. It is safe for concurrent use.
 type Engine struct {
@@ -59,6 +67,9 @@ type Engine struct {
 	pool   *pool
 	quotas *quotas
 	lives  *lives
+
+	sessions sessions
+	verified sync.Map // ids of snapshots whose image this process has hashed
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -83,6 +94,12 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	e.pool = newPool(e)
 	e.quotas = newQuotas(cfg.Quota)
 	e.lives = &lives{m: make(map[string]*Live)}
+	if e.cfg.SessionIdleTimeout <= 0 {
+		e.cfg.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	e.sessions = sessions{m: make(map[string]*session), byExec: make(map[string]*session)}
+	e.bg.Add(1)
+	go e.reapSessions()
 	return e
 }
 
@@ -102,6 +119,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	e.cancel()
+	e.closeSessions()
 	e.stock.close()
 	e.pool.close()
 	e.bg.Wait()
@@ -203,6 +221,13 @@ type Result struct {
 	CostMicroUSD    int64
 	// Warm reports that a cached execution reused an idle warm sandbox.
 	Warm bool
+	// SessionID is the session (or branch) the execution ran in, if any.
+	SessionID string
+	Branch    bool
+	// SnapshotID is the snapshot taken after the execution (checkpoint_after);
+	// SnapshotError says why none was taken when one was asked for.
+	SnapshotID    string
+	SnapshotError string
 }
 
 func newID(prefix string) string {
@@ -236,9 +261,12 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 	if err := req.normalize(e.cfg.Limits); err != nil {
 		return nil, err
 	}
-	argv, err := command(&req)
-	if err != nil {
-		return nil, err
+	var argv []string
+	if !req.inSession() {
+		var err error
+		if argv, err = command(&req); err != nil {
+			return nil, err
+		}
 	}
 	e.mu.Lock()
 	if e.closed {
@@ -254,6 +282,11 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 		}
 	}()
 
+	if req.inSession() {
+		l, err := e.startInSession(ctx, &req)
+		started = err == nil
+		return l, err
+	}
 	release, err := e.quotas.acquire(req.Account, req.CPUCores, req.MemoryMB)
 	if err != nil {
 		return nil, err
@@ -320,6 +353,11 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 		log.Error("execution failed", "err", runErr)
 	}
 	res.Warm = warm
+	return e.record(rec, req, res, runErr)
+}
+
+// record completes an execution's result and writes it to the store.
+func (e *Engine) record(rec store.Execution, req *Request, res *Result, runErr error) (*Result, error) {
 	res.ExecutionID, res.Mode, res.Language = rec.ID, req.Mode, req.Language
 	res.CostMicroUSD = Price(req.Mode, res.CPUTime, res.MemoryPeakBytes, res.Duration)
 
@@ -407,6 +445,9 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	if useZygote {
 		er.Zygote, er.Code = zygoteLanguage(req.Language), req.Code
 	}
+	if req.kernel != "" {
+		er.Session, er.Language, er.Code, er.Argv, er.Stdin = "main", req.kernel, req.kernelCode, nil, false
+	}
 	ex, err := sb.Agent().Start(er, agent.Output{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)
@@ -459,7 +500,8 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	// The host's view of the sandbox (peak memory, OOM kills) matters when the
 	// sandbox is the execution's own or died under it; a warm one's is skipped.
 	var stats sandbox.Stats
-	if req.Mode != ModeCached || waitErr != nil {
+	reused := req.Mode == ModeCached || req.kernel != ""
+	if !reused || waitErr != nil {
 		var statsErr error
 		if stats, statsErr = sb.Stats(context.WithoutCancel(ctx)); statsErr != nil {
 			log.Warn("reading sandbox stats", "err", statsErr)
@@ -479,7 +521,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		CPUTime:         time.Duration(st.UserMS+st.SystemMS) * time.Millisecond,
 		MemoryPeakBytes: st.MaxRSSKB << 10,
 	}
-	if req.Mode != ModeCached {
+	if !reused {
 		// A never-used sandbox's peak is the execution's own (its writable layer
 		// and the sandbox's kernel included); a warm one's spans earlier runs.
 		res.MemoryPeakBytes = max(res.MemoryPeakBytes, stats.MemoryPeakBytes)

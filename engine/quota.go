@@ -13,6 +13,9 @@ type Quota struct {
 	VCPU float64
 	// MemoryMB bounds the memory they ask for together.
 	MemoryMB int
+	// SnapshotMB bounds the disk the account's snapshots take together; a new
+	// snapshot is refused once they reach it.
+	SnapshotMB int
 }
 
 type quotas struct {

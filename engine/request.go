@@ -23,7 +23,7 @@ const (
 var allModes = []string{ModeEphemeral, ModeCached, ModeCheckpointed, ModeBranched, ModePersistent}
 
 // availableModes are the modes this version serves.
-var availableModes = []string{ModeEphemeral, ModeCached}
+var availableModes = []string{ModeEphemeral, ModeCached, ModeCheckpointed, ModeBranched}
 
 // Request is one execution as the engine sees it (decoded and defaulted by the API).
 type Request struct {
@@ -48,13 +48,27 @@ type Request struct {
 	MemoryMB   int           // 0: default
 	WorkingDir string        // "": /workspace
 
-	// Fields of modes this version does not serve; a request that sets them is
-	// refused rather than silently run another way.
+	// Sessions and snapshots (modes checkpointed and branched). SessionID runs
+	// the code in that live session (created on first use); SnapshotID restores a
+	// snapshot into a new session first, ParentSnapshot does the same as a branch;
+	// CheckpointAfter snapshots the session once the code has run.
 	CheckpointAfter bool
 	SnapshotID      string
 	ParentSnapshot  string
 	SessionID       string
-	InstanceID      string
+	// kernel and kernelCode are set by the engine for a run in a session: the
+	// agent's kernel and the code it runs (TypeScript compiled).
+	kernel, kernelCode string
+
+	// InstanceID names a persistent instance, which this version does not serve:
+	// a request that sets it is refused rather than silently run another way.
+	InstanceID string
+}
+
+// inSession reports whether the request runs in a session (a live interpreter
+// that keeps its state) rather than a process of its own.
+func (r *Request) inSession() bool {
+	return r.Mode == ModeCheckpointed || r.Mode == ModeBranched
 }
 
 // Limits bound what a request may ask for, and give the defaults.
@@ -123,7 +137,14 @@ func Languages() []string {
 func (r *Request) normalize(l Limits) error {
 	r.Mode = strings.ToLower(strings.TrimSpace(r.Mode))
 	if r.Mode == "" {
-		r.Mode = ModeEphemeral
+		switch {
+		case r.ParentSnapshot != "":
+			r.Mode = ModeBranched
+		case r.SessionID != "" || r.SnapshotID != "" || r.CheckpointAfter:
+			r.Mode = ModeCheckpointed
+		default:
+			r.Mode = ModeEphemeral
+		}
 	}
 	if !slices.Contains(allModes, r.Mode) {
 		return invalid(fmt.Sprintf("unknown mode %q; modes are %s", r.Mode, strings.Join(allModes, ", ")))
@@ -131,17 +152,11 @@ func (r *Request) normalize(l Limits) error {
 	if !slices.Contains(availableModes, r.Mode) {
 		return unavailable(fmt.Sprintf("mode %q is not available in this version yet; available: %s", r.Mode, strings.Join(availableModes, ", ")))
 	}
-	switch {
-	case r.CheckpointAfter:
-		return unavailable("checkpoint_after is not available in this version yet")
-	case r.SnapshotID != "":
-		return unavailable("snapshot_id is not available in this version yet")
-	case r.ParentSnapshot != "":
-		return unavailable("parent_snapshot/branch_from is not available in this version yet")
-	case r.SessionID != "":
-		return unavailable("session_id is not available in this version yet")
-	case r.InstanceID != "":
+	if r.InstanceID != "" {
 		return unavailable("instance_id is not available in this version yet")
+	}
+	if err := r.normalizeSession(); err != nil {
+		return err
 	}
 
 	hasCode, hasCmd := strings.TrimSpace(r.Code) != "", strings.TrimSpace(r.Command) != ""
@@ -152,6 +167,9 @@ func (r *Request) normalize(l Limits) error {
 		return invalid("code is required (or command, run by sh -c)")
 	case hasCode:
 		lang := strings.ToLower(strings.TrimSpace(r.Language))
+		if lang == "" && r.inSession() && (r.SessionID != "" || r.SnapshotID != "" || r.ParentSnapshot != "") {
+			break // the session's or snapshot's language, filled in by the engine
+		}
 		if lang == "" {
 			lang = "python"
 		}
@@ -230,4 +248,62 @@ func (r *Request) normalize(l Limits) error {
 		return invalid(fmt.Sprintf("env_vars total %d bytes; the limit is %d", size, l.MaxEnvBytes))
 	}
 	return nil
+}
+
+// sessionLanguages are the request languages a session can run, with the kernel
+// that runs each (TypeScript is compiled to JavaScript on the host).
+var sessionLanguages = map[string]string{"python": "python", "javascript": "javascript", "typescript": "javascript"}
+
+// normalizeSession checks the fields of sessions and snapshots against the mode.
+func (r *Request) normalizeSession() error {
+	if !r.inSession() {
+		switch {
+		case r.CheckpointAfter:
+			return invalid(fmt.Sprintf("checkpoint_after needs mode %q (a session to snapshot), not %q", ModeCheckpointed, r.Mode))
+		case r.SessionID != "":
+			return invalid(fmt.Sprintf("session_id needs mode %q, not %q", ModeCheckpointed, r.Mode))
+		case r.SnapshotID != "":
+			return invalid(fmt.Sprintf("snapshot_id needs mode %q, not %q", ModeCheckpointed, r.Mode))
+		case r.ParentSnapshot != "":
+			return invalid(fmt.Sprintf("parent_snapshot needs mode %q, not %q", ModeBranched, r.Mode))
+		}
+		return nil
+	}
+	if r.Mode == ModeBranched && r.ParentSnapshot == "" && r.SessionID == "" {
+		return invalid("mode branched needs parent_snapshot (or branch_from): the snapshot to branch from, or session_id of a branch")
+	}
+	if r.SnapshotID != "" && r.ParentSnapshot != "" {
+		return invalid("give snapshot_id or parent_snapshot, not both")
+	}
+	for name, id := range map[string]string{"session_id": r.SessionID, "snapshot_id": r.SnapshotID, "parent_snapshot": r.ParentSnapshot} {
+		if id != "" && !validID(id) {
+			return invalid(fmt.Sprintf("%s must be 1 to 128 letters, digits, '-', '_' or '.'", name))
+		}
+	}
+	switch {
+	case strings.TrimSpace(r.Command) != "":
+		return invalid("sessions run code (python, javascript or typescript), not a command")
+	case r.HasStdin || r.Interactive:
+		return invalid("sessions do not take stdin")
+	}
+	if r.Language != "" {
+		lang := languages[strings.ToLower(strings.TrimSpace(r.Language))]
+		if _, ok := sessionLanguages[lang]; !ok {
+			return invalid(fmt.Sprintf("language %q has no sessions; sessions run python, javascript and typescript", r.Language))
+		}
+	}
+	return nil
+}
+
+// validID reports whether id is a well-formed object id or client-chosen name.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -67,6 +67,33 @@ var migrations = []migration{
 			`ALTER TABLE keys ADD COLUMN burst BIGINT NOT NULL DEFAULT 0`,
 		},
 	},
+	{
+		version: 3,
+		name:    "snapshots",
+		stmts: []string{
+			`CREATE TABLE snapshots (
+				id           TEXT PRIMARY KEY,
+				account      TEXT NOT NULL,
+				key_id       TEXT NOT NULL,
+				name         TEXT NOT NULL,
+				parent_id    TEXT NOT NULL,
+				session_id   TEXT NOT NULL,
+				execution_id TEXT NOT NULL,
+				image        TEXT NOT NULL,
+				language     TEXT NOT NULL,
+				memory_mb    BIGINT NOT NULL,
+				cpu_milli    BIGINT NOT NULL,
+				size_bytes   BIGINT NOT NULL,
+				sha256       TEXT NOT NULL,
+				status       TEXT NOT NULL,
+				error        TEXT NOT NULL,
+				created_at   BIGINT NOT NULL,
+				deleted_at   BIGINT
+			)`,
+			`CREATE INDEX snapshots_account_created ON snapshots (account, created_at)`,
+			`CREATE INDEX snapshots_parent ON snapshots (parent_id)`,
+		},
+	},
 }
 
 // migrationLockID is the PostgreSQL advisory lock key that serialises

@@ -123,6 +123,7 @@ var cases = []struct {
 	{"TimeRoundTrip", testTimeRoundTrip},
 	{"KeyRateLimits", testKeyRateLimits},
 	{"Usage", testUsage},
+	{"Snapshots", testSnapshots},
 }
 
 func testKeyRateLimits(t *testing.T, b backend) {

@@ -45,6 +45,8 @@ type serveConfig struct {
 	rate      api.RateLimit
 	quota     engine.Quota
 	heartbeat time.Duration
+	// sessionIdle ends sessions idle this long.
+	sessionIdle time.Duration
 }
 
 func envOr(name, def string) string {
@@ -110,6 +112,8 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.quota.Executions, "quota-executions", envInt("FAAS_QUOTA_EXECUTIONS", 64), "executions one account may run at once; 0: no limit (env FAAS_QUOTA_EXECUTIONS)")
 	fs.Float64Var(&c.quota.VCPU, "quota-vcpu", envFloat("FAAS_QUOTA_VCPU", 64), "CPU cores one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_VCPU)")
 	fs.IntVar(&c.quota.MemoryMB, "quota-memory-mb", envInt("FAAS_QUOTA_MEMORY_MB", 65536), "memory one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_MEMORY_MB)")
+	fs.IntVar(&c.quota.SnapshotMB, "quota-snapshot-mb", envInt("FAAS_QUOTA_SNAPSHOT_MB", 10240), "disk one account's snapshots may take together; 0: no limit (env FAAS_QUOTA_SNAPSHOT_MB)")
+	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", envDuration("FAAS_SESSION_IDLE_TIMEOUT", engine.DefaultSessionIdleTimeout), "end sessions and branches idle this long (env FAAS_SESSION_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -195,15 +199,22 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		}
 	}
 	eng := engine.New(engine.Config{
-		Limits:          c.limits,
-		StockSize:       c.stock,
-		StockLanguages:  langs,
-		MaxSandboxes:    c.maxSandbox,
-		PoolIdleTimeout: c.poolIdle,
-		MaxWarmMemoryMB: c.maxWarmMB,
-		Quota:           c.quota,
-		Logger:          log,
+		Limits:             c.limits,
+		StockSize:          c.stock,
+		StockLanguages:     langs,
+		MaxSandboxes:       c.maxSandbox,
+		PoolIdleTimeout:    c.poolIdle,
+		MaxWarmMemoryMB:    c.maxWarmMB,
+		Quota:              c.quota,
+		SnapshotDir:        filepath.Join(c.dataDir, "snapshots"),
+		SessionIdleTimeout: c.sessionIdle,
+		Logger:             log,
 	}, driver, st)
+	if err := eng.RecoverSnapshots(ctx); err != nil {
+		eng.Close(context.Background())
+		driver.Close()
+		return fmt.Errorf("checking snapshots: %w", err)
+	}
 	srv := &http.Server{
 		Handler:           api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Heartbeat: c.heartbeat, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,

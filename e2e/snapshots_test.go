@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faas-platform/faas/internal/testserver"
+)
+
+// call sends a JSON request with key and decodes the JSON answer.
+func call(t *testing.T, s *testserver.Server, key, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	status, b, _ := s.DoWithKey(ctx, key, method, path, raw)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: %d, not a JSON object: %q", method, path, status, b)
+	}
+	return status, out
+}
+
+// mustCall is call that fails the test unless the status is want.
+func mustCall(t *testing.T, s *testserver.Server, want int, method, path string, body any) map[string]any {
+	t.Helper()
+	status, out := call(t, s, s.Key, method, path, body)
+	if status != want {
+		t.Fatalf("%s %s: %d %v (want %d)", method, path, status, out, want)
+	}
+	return out
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+// run runs code in a session (mode checkpointed) and returns the response; it
+// fails the test unless the code succeeded.
+func runIn(t *testing.T, s *testserver.Server, body map[string]any) map[string]any {
+	t.Helper()
+	out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", body)
+	if out["exit_code"].(float64) != 0 {
+		t.Fatalf("execution %v failed: %v", body, out)
+	}
+	return out
+}
+
+// TestSessionsSnapshotsBranches is the signature feature end to end: a Python
+// session builds state (a variable, an imported module, an open file), is
+// checkpointed, 8 branches each change it their own way at once, each sees only
+// its own change, the parent is untouched, a branch's snapshot restores with both
+// generations of state, and snapshots survive a server restart.
+func TestSessionsSnapshotsBranches(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+
+	// A session keeps its interpreter between executions.
+	runIn(t, s, map[string]any{"session_id": "nb", "language": "python", "code": "import json, collections\nx = 41\nlog = open('/workspace/log.txt', 'w')\nlog.write('parent\\n'); log.flush()"})
+	out := runIn(t, s, map[string]any{"session_id": "nb", "code": "print(x, json.dumps({'a': 1}), collections.__name__)"})
+	if got := str(out["stdout"]); got != "41 {\"a\": 1} collections\n" || str(out["session_id"]) != "nb" || str(out["mode"]) != "checkpointed" {
+		t.Fatalf("second execution in the session: %v", out)
+	}
+	// checkpoint_after snapshots the session once the code ran.
+	out = runIn(t, s, map[string]any{"session_id": "nb", "code": "x = 41", "checkpoint_after": true})
+	snap := str(out["snapshot_id"])
+	if snap == "" {
+		t.Fatalf("no snapshot_id: %v", out)
+	}
+	info := mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots/"+snap, nil)
+	if info["language"] != "python" || info["size_bytes"].(float64) <= 0 || len(str(info["sha256"])) != 64 || info["status"] != "ready" || info["session_id"] != "nb" {
+		t.Fatalf("snapshot manifest: %v", info)
+	}
+
+	// 8 branches at once, each with its own change to memory and files.
+	const n = 8
+	start := time.Now()
+	var wg sync.WaitGroup
+	branches := make([]map[string]any, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code := fmt.Sprintf("x += %d\nlog.write('branch %d\\n'); log.flush()\nopen('/workspace/b%d.txt', 'w').write('mine')\nimport os\nprint(x, sorted(f for f in os.listdir('/workspace')), open('/workspace/log.txt').read().split())", i, i, i)
+			status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"mode": "branched", "parent_snapshot": snap, "code": code})
+			if status != http.StatusOK {
+				t.Errorf("branch %d: %d %v", i, status, out)
+				return
+			}
+			branches[i] = out
+		}()
+	}
+	wg.Wait()
+	t.Logf("8 concurrent branches took %v", time.Since(start))
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, b := range branches {
+		want := fmt.Sprintf("%d ['b%d.txt', 'log.txt'] ['parent', 'branch', '%d']\n", 41+i, i, i)
+		if str(b["stdout"]) != want || str(b["branch_id"]) == "" || b["mode"] != "branched" {
+			t.Errorf("branch %d saw %q (want %q): %v", i, b["stdout"], want, b)
+		}
+	}
+	// The parent session is unchanged.
+	out = runIn(t, s, map[string]any{"session_id": "nb", "code": "import os\nprint(x, sorted(os.listdir('/workspace')), open('/workspace/log.txt').read().split())"})
+	if got := str(out["stdout"]); got != "41 ['log.txt'] ['parent']\n" {
+		t.Errorf("parent after branching: %q", got)
+	}
+
+	// A branch goes on as a session of its own, and can be snapshotted: a tree.
+	b3 := str(branches[3]["branch_id"])
+	runIn(t, s, map[string]any{"mode": "branched", "session_id": b3, "code": "y = x * 2"})
+	child := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/snapshots", map[string]any{"branch_id": b3, "name": "branch 3"})
+	if child["parent_id"] != snap || child["name"] != "branch 3" {
+		t.Fatalf("branch snapshot: %v", child)
+	}
+	childID := str(child["id"])
+	info = mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots/"+snap, nil)
+	if kids, _ := info["children"].([]any); len(kids) != 1 || kids[0] != childID {
+		t.Errorf("children of the root: %v", info["children"])
+	}
+	checkGenerations := func() {
+		t.Helper()
+		out := runIn(t, s, map[string]any{"snapshot_id": childID, "code": "import os\nprint(x, y, sorted(os.listdir('/workspace')))"})
+		if got := str(out["stdout"]); got != "44 88 ['b3.txt', 'log.txt']\n" {
+			t.Errorf("restored branch snapshot sees %q", got)
+		}
+		mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/sessions/"+str(out["session_id"]), nil)
+	}
+	checkGenerations()
+
+	// Another account sees none of it.
+	other := s.NewKey(context.Background(), "execute", "snapshots")
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/v1/snapshots/" + snap, nil},
+		{"POST", "/api/v1/snapshots/" + snap + "/restore", nil},
+		{"POST", "/api/v1/execute", map[string]any{"snapshot_id": snap, "code": "print(x)"}},
+		{"POST", "/api/v1/execute", map[string]any{"mode": "branched", "parent_snapshot": snap, "code": "print(x)"}},
+		{"POST", "/api/v1/snapshots", map[string]any{"session_id": "nb"}},
+		{"POST", "/api/v1/execute", map[string]any{"mode": "branched", "session_id": b3, "code": "print(x)"}},
+		{"DELETE", "/api/v1/snapshots/" + snap, nil},
+		{"GET", "/api/v1/sessions/nb", nil},
+	} {
+		if status, out := call(t, s, other, c.method, c.path, c.body); status != http.StatusNotFound {
+			t.Errorf("other account: %s %s: %d %v", c.method, c.path, status, out)
+		}
+	}
+	if _, out := call(t, s, other, "GET", "/api/v1/snapshots", nil); len(out["snapshots"].([]any)) != 0 {
+		t.Errorf("other account lists %v", out)
+	}
+
+	// Snapshots survive a restart (sessions do not).
+	s.Restart()
+	if status, _ := call(t, s, s.Key, "GET", "/api/v1/sessions/nb", nil); status != http.StatusNotFound {
+		t.Errorf("session after restart: %d", status)
+	}
+	checkGenerations()
+	restored := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/snapshots/"+snap+"/restore", nil)
+	out = runIn(t, s, map[string]any{"session_id": str(restored["session_id"]), "code": "print(x)"})
+	if str(out["stdout"]) != "41\n" {
+		t.Errorf("restore of the root after restart: %v", out)
+	}
+
+	// Deleting a snapshot removes its image; its child stays restorable.
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/snapshots/"+snap, nil)
+	if _, err := os.Stat(filepath.Join(s.DataDir, "snapshots", snap)); !os.IsNotExist(err) {
+		t.Errorf("image of a deleted snapshot: %v", err)
+	}
+	if status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"snapshot_id": snap, "code": "1"}); status != http.StatusNotFound {
+		t.Errorf("deleted snapshot: %d %v", status, out)
+	}
+	checkGenerations()
+}
+
+// TestJavaScriptSession checks Node sessions keep their variables, and survive a
+// checkpoint and restore.
+func TestJavaScriptSession(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	runIn(t, s, map[string]any{"session_id": "js", "language": "javascript", "code": "let counter = 1; const fs = require('fs'); function bump() { return ++counter; }"})
+	out := runIn(t, s, map[string]any{"session_id": "js", "language": "javascript", "code": "bump(); console.log(counter)", "checkpoint_after": true})
+	if str(out["stdout"]) != "2\n" || str(out["snapshot_id"]) == "" {
+		t.Fatalf("js session: %v", out)
+	}
+	out = runIn(t, s, map[string]any{"mode": "branched", "parent_snapshot": out["snapshot_id"], "language": "typescript", "code": "const n: number = bump(); console.log(n)"})
+	if str(out["stdout"]) != "3\n" {
+		t.Errorf("typescript branch of a js session: %v", out)
+	}
+	// A failing cell reports its error and the session goes on.
+	status, bad := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"session_id": "js", "language": "javascript", "code": "throw new Error('boom')"})
+	if status != http.StatusOK || bad["exit_code"].(float64) != 1 || !strings.Contains(str(bad["stderr"]), "boom") {
+		t.Errorf("failing cell: %d %v", status, bad)
+	}
+	if out := runIn(t, s, map[string]any{"session_id": "js", "language": "javascript", "code": "console.log(counter)"}); str(out["stdout"]) != "2\n" {
+		t.Errorf("after the failing cell: %v", out)
+	}
+}
+
+// TestSnapshotErrors covers bad input and broken images.
+func TestSnapshotErrors(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	for _, c := range []struct {
+		body   any
+		path   string
+		status int
+	}{
+		{map[string]any{"snapshot_id": "snap_nope", "code": "1"}, "/api/v1/execute", 404},
+		{map[string]any{"mode": "branched", "parent_snapshot": "snap_nope", "code": "1"}, "/api/v1/execute", 404},
+		{map[string]any{"mode": "branched", "code": "1"}, "/api/v1/execute", 400},
+		{map[string]any{"mode": "ephemeral", "checkpoint_after": true, "code": "1"}, "/api/v1/execute", 400},
+		{map[string]any{"session_id": "s", "command": "ls"}, "/api/v1/execute", 400},
+		{map[string]any{"session_id": "s", "language": "bash", "code": "ls"}, "/api/v1/execute", 400},
+		{map[string]any{"session_id": "../x", "code": "1"}, "/api/v1/execute", 400},
+		{map[string]any{"execution_id": "exec_nope"}, "/api/v1/snapshots", 404},
+		{map[string]any{}, "/api/v1/snapshots", 400},
+		{map[string]any{"parent_snapshot": "snap_nope", "code": "1", "count": 2}, "/api/v1/branches", 404},
+		{map[string]any{"parent_snapshot": "snap_nope", "code": "1", "count": 99}, "/api/v1/branches", 400},
+	} {
+		if status, out := call(t, s, s.Key, "POST", c.path, c.body); status != c.status || str(out["error"]) == "" {
+			t.Errorf("%s %v: %d %v (want %d)", c.path, c.body, status, out, c.status)
+		}
+	}
+	// An ephemeral execution has no session to snapshot: a clear 404.
+	eph := runIn(t, s, map[string]any{"code": "print(1)"})
+	if status, out := call(t, s, s.Key, "POST", "/api/v1/snapshots", map[string]any{"execution_id": eph["execution_id"]}); status != 404 || !strings.Contains(str(out["error"]), "checkpointed") {
+		t.Errorf("snapshot of an ephemeral execution: %d %v", status, out)
+	}
+
+	// A truncated image: a clear error, the snapshot marked broken, nothing crashes.
+	out := runIn(t, s, map[string]any{"session_id": "c", "code": "z = 1", "checkpoint_after": true})
+	snap := str(out["snapshot_id"])
+	dir := filepath.Join(s.DataDir, "snapshots", snap)
+	entries, _ := os.ReadDir(dir)
+	var biggest string
+	var size int64
+	for _, e := range entries {
+		if fi, _ := e.Info(); fi.Size() > size && e.Name() != "manifest.json" {
+			biggest, size = e.Name(), fi.Size()
+		}
+	}
+	if err := os.Truncate(filepath.Join(dir, biggest), size/2); err != nil {
+		t.Fatal(err)
+	}
+	status, bad := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"snapshot_id": snap, "code": "print(z)"})
+	if status != http.StatusConflict || bad["code"] != "snapshot_broken" || !strings.Contains(str(bad["error"]), biggest) {
+		t.Errorf("restore of a truncated snapshot: %d %v", status, bad)
+	}
+	info := mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots/"+snap, nil)
+	if info["status"] != "broken" || str(info["error"]) == "" {
+		t.Errorf("truncated snapshot: %v", info)
+	}
+	// A corrupt (same size) image is caught by its hash after a restart.
+	out = runIn(t, s, map[string]any{"session_id": "c", "code": "z = 2", "checkpoint_after": true})
+	snap2 := str(out["snapshot_id"])
+	s.Restart()
+	f := filepath.Join(s.DataDir, "snapshots", snap2, "checkpoint.img")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) / 3; i < len(b)/3+64 && i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status, bad = call(t, s, s.Key, "POST", "/api/v1/snapshots/"+snap2+"/restore", nil)
+	if status != http.StatusConflict || !strings.Contains(str(bad["error"]), "sha256") {
+		t.Errorf("restore of a corrupt snapshot: %d %v", status, bad)
+	}
+	// Still listed, as broken; the server is fine.
+	list := mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots", nil)
+	var statuses []string
+	for _, sn := range list["snapshots"].([]any) {
+		statuses = append(statuses, str(sn.(map[string]any)["status"]))
+	}
+	sort.Strings(statuses)
+	if strings.Join(statuses, ",") != "broken,broken" {
+		t.Errorf("statuses: %v", statuses)
+	}
+	runIn(t, s, map[string]any{"code": "print(1)"})
+}
