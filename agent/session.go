@@ -82,6 +82,9 @@ func (s *Server) sessionFor(req ExecRequest) (*session, error) {
 		}
 		return ss, nil
 	}
+	// A sandbox with a session runs nothing else: its zygotes would only weigh
+	// down every snapshot of it.
+	s.stopZygotes()
 	ss, err := s.startKernel(req)
 	if err != nil {
 		return nil, err
@@ -398,3 +401,29 @@ func procHWM(pid int) int64 {
 
 // hasSessionKernel reports whether language has a session kernel.
 func hasSessionKernel(language string) bool { return slices.Contains(SessionLanguages, language) }
+
+// stopZygotes kills every zygote and the standby processes it prepared.
+func (s *Server) stopZygotes() {
+	s.zygoteMu.Lock()
+	zs := s.zygotes
+	s.zygotes = make(map[string]*zygote)
+	s.zygoteMu.Unlock()
+	for _, z := range zs {
+		z.kill()
+		z.mu.Lock()
+		for pid := range z.waiting {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		z.waiting = map[int]bool{}
+		z.mu.Unlock()
+	drain:
+		for {
+			select {
+			case sb := <-z.standbys:
+				syscall.Close(sb.control)
+			default:
+				break drain
+			}
+		}
+	}
+}

@@ -141,6 +141,10 @@ type healthDatabase struct {
 type healthSandboxes struct {
 	Live    int `json:"live"`
 	Stocked int `json:"stocked"`
+	// Sessions are held by live sessions and branches; BranchStocked were restored
+	// from snapshots ahead of demand.
+	Sessions      int `json:"sessions"`
+	BranchStocked int `json:"branch_stocked"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +156,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		Version:   s.version,
 		Runtime:   healthRuntime{Name: h.Runtime, Version: h.Version, Ready: h.Ready, Error: h.Error},
 		Database:  healthDatabase{Driver: s.store.Driver(), OK: true},
-		Sandboxes: healthSandboxes{Live: h.Live, Stocked: h.Stocked},
+		Sandboxes: healthSandboxes{Live: h.Live, Stocked: h.Stocked, Sessions: h.Sessions, BranchStocked: h.BranchStocked},
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		resp.Database.OK, resp.Database.Error = false, err.Error()

@@ -53,11 +53,14 @@ type SessionResponse struct {
 	CPUCores       float64   `json:"cpu_cores"`
 	CreatedAt      time.Time `json:"created_at"`
 	LastUsedAt     time.Time `json:"last_used_at"`
+	// MemoryUsedMB is what the session's sandbox holds now.
+	MemoryUsedMB float64 `json:"memory_used_mb"`
 }
 
 func toSessionResponse(s engine.SessionInfo) SessionResponse {
 	r := SessionResponse{ID: s.ID, SessionID: s.ID, Language: s.Language, ParentSnapshot: s.ParentSnapshot,
-		Executions: s.Executions, MemoryMB: s.MemoryMB, CPUCores: s.CPUCores, CreatedAt: s.CreatedAt, LastUsedAt: s.LastUsedAt}
+		Executions: s.Executions, MemoryMB: s.MemoryMB, CPUCores: s.CPUCores, CreatedAt: s.CreatedAt, LastUsedAt: s.LastUsedAt,
+		MemoryUsedMB: float64(s.MemoryUsedBytes) / (1 << 20)}
 	if s.Branch {
 		r.BranchID = s.ID
 	}

@@ -315,6 +315,9 @@ type APIError struct {
 	// RetryAfter is the wait the server asked for in a Retry-After header
 	// (429 and 503 answers), or 0.
 	RetryAfter time.Duration
+	// Paths lists the conflicting paths of a merge conflict (409
+	// merge_conflict).
+	Paths []string
 }
 
 // Error returns the server's message with the status and code, e.g.
@@ -345,9 +348,10 @@ func newAPIError(resp *http.Response, body []byte) *APIError {
 		Error   json.RawMessage `json:"error"`
 		Code    string          `json:"code"`
 		Message string          `json:"message"`
+		Paths   []string        `json:"paths"`
 	}
 	if json.Unmarshal(body, &wire) == nil {
-		e.Code = wire.Code
+		e.Code, e.Paths = wire.Code, wire.Paths
 		// "error" is a string by contract; tolerate {"error": {"message": ...}}.
 		var s string
 		var obj struct{ Message, Code string }

@@ -20,11 +20,14 @@ const (
 	ModeEphemeral = "ephemeral"
 	// ModeCached runs in a warm, reused sandbox.
 	ModeCached = "cached"
-	// ModeCheckpointed runs and then checkpoints the sandbox (see SnapshotID).
+	// ModeCheckpointed runs in a session: a live interpreter whose state stays
+	// for the next execution naming the same SessionID, and which can be
+	// snapshotted (CheckpointAfter, Client.CreateSnapshot).
 	ModeCheckpointed = "checkpointed"
-	// ModeBranched runs in a sandbox restored from ExecuteRequest.SnapshotID.
+	// ModeBranched runs in a new branch restored from
+	// ExecuteRequest.ParentSnapshot (or in the branch named by SessionID).
 	ModeBranched = "branched"
-	// ModePersistent runs in a long-lived session (see ExecuteRequest.SessionID).
+	// ModePersistent runs in a long-lived instance.
 	ModePersistent = "persistent"
 )
 
@@ -64,10 +67,15 @@ type ExecuteRequest struct {
 	Resources *Resources `json:"resources,omitempty"`
 	// WorkingDir is the program's working directory inside the sandbox.
 	WorkingDir string `json:"working_dir,omitempty"`
-	// SessionID names the persistent session to run in (ModePersistent).
+	// SessionID names the session (or branch) to run in; a new name starts a
+	// new session. Sessions keep globals, imports and open files between
+	// executions (python, javascript, typescript).
 	SessionID string `json:"session_id,omitempty"`
-	// SnapshotID is the snapshot to start from (ModeBranched).
+	// SnapshotID restores that snapshot into a new session first.
 	SnapshotID string `json:"snapshot_id,omitempty"`
+	// ParentSnapshot restores that snapshot into a new branch first
+	// (ModeBranched).
+	ParentSnapshot string `json:"parent_snapshot,omitempty"`
 	// CheckpointAfter asks for a snapshot of the sandbox after the run; its
 	// id comes back in ExecuteResult.SnapshotID.
 	CheckpointAfter bool `json:"checkpoint_after,omitempty"`
@@ -114,8 +122,14 @@ type ExecuteResult struct {
 	// Mode and Language echo how the program was run.
 	Mode     string `json:"mode,omitempty"`
 	Language string `json:"language,omitempty"`
-	// SnapshotID is the snapshot made after the run, when one was asked for.
-	SnapshotID string `json:"snapshot_id,omitempty"`
+	// SnapshotID is the snapshot made after the run, when one was asked for;
+	// SnapshotError says why none was made.
+	SnapshotID    string `json:"snapshot_id,omitempty"`
+	SnapshotError string `json:"snapshot_error,omitempty"`
+	// SessionID is the session the execution ran in (modes checkpointed and
+	// branched); BranchID repeats it for a branch.
+	SessionID string `json:"session_id,omitempty"`
+	BranchID  string `json:"branch_id,omitempty"`
 	// Usage is what the execution consumed.
 	Usage Usage `json:"usage"`
 }

@@ -37,6 +37,10 @@ func (e *Engine) Branch(ctx context.Context, req Request, count int) ([]*Result,
 		}()
 	}
 	wg.Wait()
+	// Fan-outs tend to repeat: keep as many ready for the next one.
+	if sn, err := e.store.GetSnapshot(ctx, req.Account, req.ParentSnapshot); err == nil {
+		e.branches.demand(sn, count)
+	}
 	if err := errors.Join(errs...); err != nil {
 		for _, res := range results {
 			if res != nil && res.SessionID != "" {

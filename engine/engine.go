@@ -48,6 +48,10 @@ type Config struct {
 	MaxWarmMemoryMB int
 	// SnapshotDir holds snapshot images (see RecoverSnapshots).
 	SnapshotDir string
+	// BranchStock is how many sandboxes are restored ahead of demand from each new
+	// snapshot (see branchStock); BranchStockMax bounds them over all snapshots.
+	BranchStock    int
+	BranchStockMax int
 	// SessionIdleTimeout ends a session (and its sandbox) idle for longer;
 	// 0 means DefaultSessionIdleTimeout.
 	SessionIdleTimeout time.Duration
@@ -69,6 +73,7 @@ type Engine struct {
 	lives  *lives
 
 	sessions sessions
+	branches *branchStock
 	verified sync.Map // ids of snapshots whose image this process has hashed
 
 	ctx    context.Context // cancelled by Close; bounds background work
@@ -98,6 +103,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 		e.cfg.SessionIdleTimeout = DefaultSessionIdleTimeout
 	}
 	e.sessions = sessions{m: make(map[string]*session), byExec: make(map[string]*session)}
+	e.branches = newBranchStock(e)
 	e.bg.Add(1)
 	go e.reapSessions()
 	return e
@@ -120,6 +126,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.cancel()
 	e.closeSessions()
+	e.branches.close()
 	e.stock.close()
 	e.pool.close()
 	e.bg.Wait()
@@ -188,11 +195,18 @@ type Health struct {
 	Error   string
 	Live    int // sandboxes alive now
 	Stocked int // pre-booted sandboxes ready
+	// Sessions counts live sessions (each holds a sandbox); BranchStocked the
+	// sandboxes restored ahead of demand.
+	Sessions      int
+	BranchStocked int
 }
 
 // Health checks the sandbox runtime.
 func (e *Engine) Health(ctx context.Context) Health {
-	h := Health{Runtime: e.driver.Name(), Live: e.driver.Live(), Stocked: e.stock.len()}
+	h := Health{Runtime: e.driver.Name(), Live: e.driver.Live(), Stocked: e.stock.len(), BranchStocked: e.branches.held()}
+	e.sessions.mu.Lock()
+	h.Sessions = len(e.sessions.m)
+	e.sessions.mu.Unlock()
 	v, err := e.driver.Version(ctx)
 	if err != nil {
 		h.Error = err.Error()

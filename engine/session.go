@@ -51,6 +51,8 @@ type SessionInfo struct {
 	Executions     int
 	MemoryMB       int
 	CPUCores       float64
+	// MemoryUsedBytes is what the session's sandbox holds now (host accounting).
+	MemoryUsedBytes int64
 }
 
 type sessions struct {
@@ -63,9 +65,18 @@ func sessionKey(account, id string) string { return account + "/" + id }
 
 func (e *Engine) sessionInfo(s *session) SessionInfo {
 	e.sessions.mu.Lock()
-	defer e.sessions.mu.Unlock()
-	return SessionInfo{ID: s.id, Language: s.language, ParentSnapshot: s.parent, Branch: s.branch, CreatedAt: s.created,
+	info := SessionInfo{ID: s.id, Language: s.language, ParentSnapshot: s.parent, Branch: s.branch, CreatedAt: s.created,
 		LastUsedAt: s.lastUsed, Executions: len(s.execs), MemoryMB: s.spec.MemoryMB, CPUCores: s.spec.CPUCores}
+	b, ended := s.b, s.ended
+	e.sessions.mu.Unlock()
+	if b != nil && !ended {
+		ctx, cancel := context.WithTimeout(e.ctx, time.Second)
+		if st, err := b.Stats(ctx); err == nil {
+			info.MemoryUsedBytes = st.MemoryBytes
+		}
+		cancel()
+	}
+	return info
 }
 
 // Sessions lists the account's live sessions, oldest first.
@@ -197,9 +208,11 @@ func (e *Engine) newSession(ctx context.Context, account, id, language string, s
 	}
 	if snap != nil {
 		s.parent = snap.ID
-		b, err := e.restore(ctx, snap)
-		if err != nil {
-			return fail(err)
+		b := e.branches.take(snap.ID)
+		if b == nil {
+			if b, err = e.restore(ctx, snap); err != nil {
+				return fail(err)
+			}
 		}
 		s.b = b
 	} else {
@@ -415,6 +428,9 @@ func (e *Engine) runInSession(l *Live, rec store.Execution, req *Request, s *ses
 	e.unhold(s)
 	if dead || runErr != nil {
 		e.endSession(s)
+	}
+	if req.SnapshotID != "" || req.ParentSnapshot != "" {
+		e.branches.refillLater()
 	}
 	return e.record(rec, req, res, runErr)
 }

@@ -127,7 +127,9 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 	}
 	m.Files, m.SHA256, m.SizeBytes = files, sum, size
 	mb, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeFileSync(filepath.Join(tmp, manifestName), mb); err != nil {
+	// Not fsynced, like runsc's own image files: after a crash a torn image fails
+	// verification at restore and the snapshot is marked broken.
+	if err := os.WriteFile(filepath.Join(tmp, manifestName), mb, 0o600); err != nil {
 		return store.Snapshot{}, fmt.Errorf("writing snapshot manifest: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -143,6 +145,7 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 	}
 	e.verified.Store(id, true) // just written and hashed
 	done = true
+	e.branches.demand(rec, e.cfg.BranchStock)
 	return rec, nil
 }
 
@@ -177,22 +180,6 @@ func hashImage(dir string) ([]ManifestFile, string, int64, error) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return files, hex.EncodeToString(whole.Sum(nil)), total, nil
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // verify checks a snapshot's image against its manifest: sizes every time, hashes
@@ -323,6 +310,7 @@ func (e *Engine) DeleteSnapshot(ctx context.Context, account, id string) error {
 		return err
 	}
 	e.verified.Delete(id)
+	e.branches.drop(id)
 	if err := os.RemoveAll(filepath.Join(e.cfg.SnapshotDir, id)); err != nil {
 		e.log.Warn("removing snapshot image", "snapshot", id, "err", err)
 	}

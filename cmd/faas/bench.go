@@ -279,16 +279,20 @@ func benchScenarios() []benchScenario {
 			target: "≥ 200 exec/s", seed: "–", run: cachedThroughput},
 		{id: "warm-memory", name: "prewarm one python sandbox (time); idle memory per warm sandbox (note)", server: stockedServer,
 			target: "–", seed: "KSM: 60% less (claim)", run: warmMemory},
-		{id: "checkpoint", name: "checkpoint of a python session (run + snapshot)", server: stockedServer,
+		{id: "checkpoint", name: "checkpoint of a running python session (POST /snapshots)", server: stockedServer,
 			target: "p50 ≤ 60 ms", targetMS: 60, seed: "–", run: checkpointExecution},
-		{id: "restore", name: "restore a snapshot and run print(1)", server: stockedServer,
-			target: "–", seed: "–", run: restoreExecution},
-		{id: "branch-1", name: "branch: 1 child of a snapshot, until its output", server: stockedServer,
+		{id: "restore", name: "restore a snapshot into a new session and print a variable, cold", server: coldServer,
+			target: "–", seed: "150 ms (checkpointed, cold)", run: restoreExecution},
+		{id: "branch-1", name: "branch: 1 child of a snapshot until its output, restored ahead of demand", server: stockedServer,
 			target: "p50 ≤ 120 ms", targetMS: 120, seed: "240 ms", run: branchExecution(1)},
-		{id: "branch", name: "branch: 8 children of one snapshot, until every output", server: stockedServer,
+		{id: "branch-1-cold", name: "branch: 1 child of a snapshot until its output, cold restore", server: coldServer,
+			target: "p50 ≤ 120 ms", targetMS: 120, seed: "240 ms", run: branchExecution(1)},
+		{id: "branch", name: "branch: 8 children of one snapshot until every output, restored ahead of demand", server: stockedServer,
 			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution(8)},
-		{id: "snapshot-size", name: "snapshot size of a python session (note)", server: stockedServer,
-			target: "–", seed: "70% smaller (claim)", run: snapshotSize},
+		{id: "branch-8-cold", name: "branch: 8 children of one snapshot until every output, cold restores", server: coldServer,
+			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution(8)},
+		{id: "snapshot-size", name: "snapshot of a python session: size on disk; memory of 8 branches (note)", server: stockedServer,
+			target: "–", seed: "70% smaller; CoW 85% less memory (claims)", run: snapshotSize},
 		{id: "instance", name: "persistent instance ready", server: stockedServer,
 			target: "p50 ≤ 300 ms", targetMS: 300, seed: "2000 ms (persistent, cold)", run: instanceReady},
 		{id: "pause-resume", name: "persistent instance pause + resume", server: stockedServer,
@@ -569,82 +573,184 @@ func warmMemory(ctx context.Context, b *bench) (benchResult, error) {
 		p.Pools[0].IdleMemoryMB/float64(p.Pools[0].Idle), p.Pools[0].Idle, p.Pools[0].IdleMemoryMB)}, nil
 }
 
-// makeSnapshot runs python code in checkpointed mode and returns the
-// snapshot made after it.
-func (b *bench) makeSnapshot(ctx context.Context) (string, error) {
+// sessionCode builds a little state in a python session: a variable and an
+// imported module.
+const sessionCode = "import json\nx = 1\nprint(x)"
+
+// makeSnapshot starts a python session named id with some state and snapshots it.
+func (b *bench) makeSnapshot(ctx context.Context, id string) (string, error) {
 	res, err := b.srv.client.Execute(ctx, client.ExecuteRequest{
-		Language: client.LanguagePython, Code: "x = 1\nprint(x)", Mode: client.ModeCheckpointed, CheckpointAfter: true,
+		Language: client.LanguagePython, Code: sessionCode, Mode: client.ModeCheckpointed, SessionID: id, CheckpointAfter: true,
 	})
 	if err != nil {
 		return "", notAvailableOr(err, false)
 	}
 	if res.SnapshotID == "" {
-		return "", fmt.Errorf("checkpointed execution %s returned no snapshot_id (status %s: %s)", res.ExecutionID, res.Status, res.Error)
+		return "", fmt.Errorf("checkpointed execution %s returned no snapshot_id (status %s: %s %s)", res.ExecutionID, res.Status, res.Error, res.SnapshotError)
 	}
 	return res.SnapshotID, nil
 }
 
-// checkpointExecution measures a run in checkpointed mode: the code runs,
-// then the session is snapshotted (memory and filesystem).
+// endSessions deletes sessions (untimed clean-up between runs) and waits for the
+// server to settle.
+func (b *bench) endSessions(ctx context.Context, ids *[]string) error {
+	for _, id := range *ids {
+		if err := b.srv.client.DeleteSession(ctx, id); err != nil && !client.IsNotFound(err) {
+			return err
+		}
+	}
+	*ids = nil
+	return b.srv.waitIdle(ctx)
+}
+
+// checkpointExecution measures POST /api/v1/snapshots of a running python
+// session (memory, processes and files saved; the session runs on).
 func checkpointExecution(ctx context.Context, b *bench) (benchResult, error) {
-	if _, err := b.makeSnapshot(ctx); err != nil {
+	const session = "bench-checkpoint"
+	first, err := b.makeSnapshot(ctx, session)
+	if err != nil {
 		return benchResult{}, err
 	}
-	ds, err := b.measure(ctx, nil, func(ctx context.Context) error {
-		_, err := b.makeSnapshot(ctx)
+	last := []string{first}
+	defer b.srv.client.DeleteSession(context.WithoutCancel(ctx), session)
+	prepare := func(ctx context.Context) error {
+		for _, id := range last {
+			if err := b.srv.client.DeleteSnapshot(ctx, id); err != nil {
+				return err
+			}
+		}
+		last = nil
+		return b.srv.waitIdle(ctx)
+	}
+	ds, err := b.measure(ctx, prepare, func(ctx context.Context) error {
+		sn, err := b.srv.client.CreateSnapshot(ctx, client.SnapshotRequest{SessionID: session})
+		if err == nil {
+			last = append(last, sn.ID)
+		}
 		return err
+	})
+	if err == nil {
+		err = prepare(ctx)
+	}
+	return benchResult{durations: ds}, err
+}
+
+// restoreExecution measures an execution that restores a snapshot into a new
+// session and prints a variable of it.
+func restoreExecution(ctx context.Context, b *bench) (benchResult, error) {
+	snap, err := b.makeSnapshot(ctx, "bench-restore")
+	if err != nil {
+		return benchResult{}, err
+	}
+	sessions := []string{"bench-restore"}
+	defer b.endSessions(context.WithoutCancel(ctx), &sessions)
+	req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", Mode: client.ModeCheckpointed, SnapshotID: snap}
+	ds, err := b.measure(ctx, func(ctx context.Context) error { return b.endSessions(ctx, &sessions) }, func(ctx context.Context) error {
+		res, err := b.srv.client.Execute(ctx, req)
+		if err != nil {
+			return err
+		}
+		sessions = append(sessions, res.SessionID)
+		if strings.TrimSpace(res.Stdout) != "1" {
+			return fmt.Errorf("restored session printed %q (stderr %q, error %q)", res.Stdout, res.Stderr, res.Error)
+		}
+		return nil
 	})
 	return benchResult{durations: ds}, err
 }
 
-// restoreExecution measures a run in a sandbox restored from one snapshot.
-func restoreExecution(ctx context.Context, b *bench) (benchResult, error) {
-	snap, err := b.makeSnapshot(ctx)
-	if err != nil {
-		return benchResult{}, err
-	}
-	req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", Mode: client.ModeBranched, SnapshotID: snap}
-	if err := b.srv.executePrintsOne(ctx, req); err != nil {
-		return benchResult{}, notAvailableOr(err, false)
-	}
-	ds, err := b.measure(ctx, nil, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
-	return benchResult{durations: ds}, err
-}
-
 // branchExecution measures POST /api/v1/branches with n children of one
-// snapshot, each running print(x), until the answer with every output.
+// snapshot, each printing a variable of it, until the answer with every output.
+// On a server that restores ahead of demand, each run starts once the branch
+// stock holds n sandboxes of the snapshot (the warm figure); with none, every
+// branch restores on the request's path (the cold figure).
 func branchExecution(n int) func(ctx context.Context, b *bench) (benchResult, error) {
 	return func(ctx context.Context, b *bench) (benchResult, error) {
-		snap, err := b.makeSnapshot(ctx)
+		snap, err := b.makeSnapshot(ctx, "bench-branch")
 		if err != nil {
 			return benchResult{}, err
 		}
-		body := map[string]any{"parent_snapshot": snap, "language": client.LanguagePython, "code": "print(x)", "count": n}
+		sessions := []string{"bench-branch"}
+		defer b.endSessions(context.WithoutCancel(ctx), &sessions)
+		req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", ParentSnapshot: snap}
 		op := func(ctx context.Context) error {
-			return b.srv.post(ctx, "/api/v1/branches", body, nil)
+			results, err := b.srv.client.CreateBranches(ctx, req, n)
+			if err != nil {
+				return err
+			}
+			for _, r := range results {
+				sessions = append(sessions, r.BranchID)
+				if strings.TrimSpace(r.Stdout) != "1" {
+					return fmt.Errorf("branch %s printed %q (stderr %q, error %q)", r.BranchID, r.Stdout, r.Stderr, r.Error)
+				}
+			}
+			return nil
 		}
+		// The first request also tells the server how many to keep ready.
 		if err := op(ctx); err != nil {
 			return benchResult{}, notAvailableOr(err, true)
 		}
-		ds, err := b.measure(ctx, nil, op)
+		prepare := func(ctx context.Context) error {
+			if err := b.endSessions(ctx, &sessions); err != nil {
+				return err
+			}
+			if b.srv.stock > 0 {
+				return b.srv.waitBranchStock(ctx, n)
+			}
+			return nil
+		}
+		ds, err := b.measure(ctx, prepare, op)
 		return benchResult{durations: ds}, err
 	}
 }
 
 // snapshotSize reports the size on disk of a python session's snapshot (note) and
-// the time to take it.
+// the memory 8 branches of it hold next to 8 sessions built independently.
 func snapshotSize(ctx context.Context, b *bench) (benchResult, error) {
-	snap, err := b.makeSnapshot(ctx)
+	snap, err := b.makeSnapshot(ctx, "bench-size")
 	if err != nil {
 		return benchResult{}, err
 	}
-	var s struct {
-		SizeBytes int64 `json:"size_bytes"`
-	}
-	if err := b.srv.get(ctx, "/api/v1/snapshots/"+snap, &s); err != nil {
+	sessions := []string{"bench-size"}
+	defer b.endSessions(context.WithoutCancel(ctx), &sessions)
+	sn, err := b.srv.client.GetSnapshot(ctx, snap)
+	if err != nil {
 		return benchResult{}, notAvailableOr(err, true)
 	}
-	return benchResult{note: fmt.Sprintf("%.1f MB on disk", float64(s.SizeBytes)/(1<<20))}, nil
+	if err := b.endSessions(ctx, &sessions); err != nil {
+		return benchResult{}, err
+	}
+	// 8 branches of the snapshot, and 8 sessions that each built the same state.
+	branches, err := b.srv.client.CreateBranches(ctx, client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", ParentSnapshot: snap}, 8)
+	if err != nil {
+		return benchResult{}, err
+	}
+	branchIDs := map[string]bool{}
+	for _, r := range branches {
+		sessions = append(sessions, r.BranchID)
+		branchIDs[r.BranchID] = true
+	}
+	for i := range 8 {
+		id := fmt.Sprintf("bench-independent-%d", i)
+		if _, err := b.srv.client.Execute(ctx, client.ExecuteRequest{Language: client.LanguagePython, Code: sessionCode, Mode: client.ModeCheckpointed, SessionID: id}); err != nil {
+			return benchResult{}, err
+		}
+		sessions = append(sessions, id)
+	}
+	list, err := b.srv.client.ListSessions(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	var branchMB, independentMB float64
+	for _, s := range list {
+		if branchIDs[s.ID] {
+			branchMB += s.MemoryUsedMB
+		} else if strings.HasPrefix(s.ID, "bench-independent-") {
+			independentMB += s.MemoryUsedMB
+		}
+	}
+	return benchResult{note: fmt.Sprintf("%.1f MB on disk; memory of 8 branches %.0f MB vs 8 independent sessions %.0f MB",
+		float64(sn.SizeBytes)/(1<<20), branchMB, independentMB)}, nil
 }
 
 // pauseResume measures pausing a persistent instance (checkpoint to disk) and

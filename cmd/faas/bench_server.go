@@ -107,6 +107,9 @@ func startBenchServer(ctx context.Context, o *benchOptions, tmp string, stock in
 	c.databaseURL = "" // SQLite in the temporary data directory
 	c.runsc, c.agent = o.runsc, o.agent
 	c.stock = stock
+	if stock == 0 {
+		c.branchStockMax = 0 // the cold server restores nothing ahead of demand either
+	}
 	c.debugRunsc = false
 	c.shutdownDur = 30 * time.Second
 	c.adminKey = "faas_" + hex.EncodeToString(kb[:])
@@ -168,8 +171,10 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var h struct {
 		Sandboxes struct {
-			Live    int `json:"live"`
-			Stocked int `json:"stocked"`
+			Live          int `json:"live"`
+			Stocked       int `json:"stocked"`
+			Sessions      int `json:"sessions"`
+			BranchStocked int `json:"branch_stocked"`
 		} `json:"sandboxes"`
 	}
 	var p struct {
@@ -191,7 +196,7 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 			idle += pool.Idle
 			busy += pool.InUse
 		}
-		if h.Sandboxes.Stocked == s.stock && busy == 0 && h.Sandboxes.Live == s.stock+idle {
+		if h.Sandboxes.Stocked == s.stock && busy == 0 && h.Sandboxes.Live == s.stock+idle+h.Sandboxes.Sessions+h.Sandboxes.BranchStocked {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -206,7 +211,33 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 	}
 }
 
-// executePrintsOne runs req through the SDK and checks that it printed 1.
+// waitBranchStock waits (untimed) until at least n sandboxes are restored ahead
+// of demand.
+func (s *benchServer) waitBranchStock(ctx context.Context, n int) error {
+	var h struct {
+		Sandboxes struct {
+			BranchStocked int `json:"branch_stocked"`
+		} `json:"sandboxes"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := s.get(ctx, "/health", &h); err != nil {
+			return err
+		}
+		if h.Sandboxes.BranchStocked >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d branch sandboxes restored ahead of demand after 60s", h.Sandboxes.BranchStocked, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // waitWarm waits (untimed) until the account's warm pool has an idle sandbox.
 func (s *benchServer) waitWarm(ctx context.Context) error {
 	for range 200 {
@@ -226,6 +257,7 @@ func (s *benchServer) waitWarm(ctx context.Context) error {
 	return errors.New("no warm sandbox came back to the pool within 2 s")
 }
 
+// executePrintsOne runs req through the SDK and checks that it printed 1.
 func (s *benchServer) executePrintsOne(ctx context.Context, req client.ExecuteRequest) error {
 	res, err := s.client.Execute(ctx, req)
 	if err != nil {

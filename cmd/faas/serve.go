@@ -47,6 +47,8 @@ type serveConfig struct {
 	heartbeat time.Duration
 	// sessionIdle ends sessions idle this long.
 	sessionIdle time.Duration
+	// branchStock and branchStockMax: sandboxes restored ahead of demand.
+	branchStock, branchStockMax int
 }
 
 func envOr(name, def string) string {
@@ -114,6 +116,8 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.quota.MemoryMB, "quota-memory-mb", envInt("FAAS_QUOTA_MEMORY_MB", 65536), "memory one account's running executions may ask for together; 0: no limit (env FAAS_QUOTA_MEMORY_MB)")
 	fs.IntVar(&c.quota.SnapshotMB, "quota-snapshot-mb", envInt("FAAS_QUOTA_SNAPSHOT_MB", 10240), "disk one account's snapshots may take together; 0: no limit (env FAAS_QUOTA_SNAPSHOT_MB)")
 	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", envDuration("FAAS_SESSION_IDLE_TIMEOUT", engine.DefaultSessionIdleTimeout), "end sessions and branches idle this long (env FAAS_SESSION_IDLE_TIMEOUT)")
+	fs.IntVar(&c.branchStock, "branch-stock", envInt("FAAS_BRANCH_STOCK", 1), "sandboxes restored ahead of demand from each new snapshot, for fast branches (env FAAS_BRANCH_STOCK)")
+	fs.IntVar(&c.branchStockMax, "branch-stock-max", envInt("FAAS_BRANCH_STOCK_MAX", 8), "sandboxes restored ahead of demand over all snapshots; 0 turns it off (env FAAS_BRANCH_STOCK_MAX)")
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -208,6 +212,8 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		Quota:              c.quota,
 		SnapshotDir:        filepath.Join(c.dataDir, "snapshots"),
 		SessionIdleTimeout: c.sessionIdle,
+		BranchStock:        c.branchStock,
+		BranchStockMax:     c.branchStockMax,
 		Logger:             log,
 	}, driver, st)
 	if err := eng.RecoverSnapshots(ctx); err != nil {

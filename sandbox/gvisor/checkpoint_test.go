@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,4 +166,58 @@ func TestSessionSurvivesCheckpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkCheckpointRestore measures checkpointing a Python session and restoring
+// it (to the agent's first answer), and reports the image size.
+func BenchmarkCheckpointRestore(b *testing.B) {
+	runsc := testserver.Require(b)
+	bin := testserver.Binaries(b)
+	d, err := gvisor.New(gvisor.Config{Runsc: runsc, Agent: filepath.Join(bin, "faas-agent"), StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	sb, err := d.Create(ctx, sandbox.Spec{MemoryMB: 512})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	var out, errb buf
+	e, err := sb.Agent().Start(agent.ExecRequest{Session: "main", Language: "python", Code: "import json, os, sys\nx = 41", Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/workspace", UID: 1000, GID: 1000}, agent.Output{Stdout: &out, Stderr: &errb})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st, err := e.Wait(ctx); err != nil || st.ExitCode != 0 {
+		b.Fatal(st, err, errb.String())
+	}
+	dir := b.TempDir()
+	b.Run("checkpoint", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			img := filepath.Join(dir, strconv.Itoa(i))
+			os.Mkdir(img, 0o700)
+			if err := sb.(sandbox.Checkpointer).Checkpoint(ctx, img); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var size int64
+		entries, _ := os.ReadDir(filepath.Join(dir, "0"))
+		for _, e := range entries {
+			fi, _ := e.Info()
+			size += fi.Size()
+		}
+		b.ReportMetric(float64(size)/(1<<20), "MiB/image")
+	})
+	b.Run("restore", func(b *testing.B) {
+		for b.Loop() {
+			r, err := d.Restore(ctx, sb.Spec(), filepath.Join(dir, "0"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			r.Destroy(ctx)
+			b.StartTimer()
+		}
+	})
 }

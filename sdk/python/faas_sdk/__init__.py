@@ -9,15 +9,16 @@ Example::
     print(result.status, result.exit_code, result.stdout)
 
 Every call raises :class:`FaaSError` (with ``status``, ``code``, ``message``)
-when the server refuses it or cannot be reached.
+when the server refuses it or cannot be reached; 404 answers raise its subclass
+:class:`NotFoundError`, 409 answers :class:`ConflictError` (a merge conflict
+:class:`MergeConflictError`, with ``paths``).
 """
 
 from ._http import SDK_VERSION, parse_retry_after
-from .client import Branches, FaaSClient, Instances, Keys, Snapshots, UsageApi
-from .errors import FaaSError
+from .client import Branches, FaaSClient, Instances, Keys, Sessions, Snapshots, UsageApi
+from .errors import ConflictError, FaaSError, MergeConflictError, NotFoundError
 from .models import (
     ApiKey,
-    Branch,
     CurrentUsage,
     Execution,
     ExecutionResult,
@@ -27,11 +28,14 @@ from .models import (
     HealthRuntime,
     HealthSandboxes,
     Instance,
+    MergeChange,
+    MergeResult,
     Pool,
     PoolsResult,
     PrewarmResult,
     PriceList,
     ResourceUsage,
+    Session,
     Snapshot,
     SshInfo,
     Stock,
@@ -45,8 +49,8 @@ __version__ = SDK_VERSION
 
 __all__ = [
     "ApiKey",
-    "Branch",
     "Branches",
+    "ConflictError",
     "CurrentUsage",
     "Execution",
     "ExecutionStream",
@@ -61,12 +65,18 @@ __all__ = [
     "Instance",
     "Instances",
     "Keys",
+    "MergeChange",
+    "MergeConflictError",
+    "MergeResult",
+    "NotFoundError",
     "Pool",
     "PoolsResult",
     "PrewarmResult",
     "PriceList",
     "ResourceUsage",
     "SDK_VERSION",
+    "Session",
+    "Sessions",
     "Snapshot",
     "Snapshots",
     "SshInfo",

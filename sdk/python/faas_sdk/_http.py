@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from .errors import FaaSError
+from .errors import FaaSError, error_class
 
 SDK_VERSION = "0.1.0"
 
@@ -235,7 +235,7 @@ def _to_error(status: int, headers: Mapping[str, str], raw: bytes, what: str) ->
         message = f"{status} {reason}" + (f": {snippet}" if snippet else " (empty body)")
     if not code:
         code = f"http_{status}"
-    return FaaSError(status, code, message, what, retry_after, body)
+    return error_class(status, code)(status, code, message, what, retry_after, body)
 
 
 def _reason(status: int) -> str:

@@ -9,17 +9,19 @@ import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._http import Transport
+from .errors import FaaSError
 from .models import (
     ApiKey,
-    Branch,
     CurrentUsage,
     Execution,
     ExecutionResult,
     ExposedPort,
     Health,
     Instance,
+    MergeResult,
     PoolsResult,
     PrewarmResult,
+    Session,
     Snapshot,
     SshInfo,
     SyncResult,
@@ -50,6 +52,39 @@ def _body(**fields: Any) -> Dict[str, Any]:
             v = [list(p) for p in v]
         out[k] = v
     return out
+
+
+def _opt_seg(name: str, value: Optional[str]) -> None:
+    """Refuse an id given as an empty string (``None`` means not given)."""
+    if value is not None:
+        _seg(name, value)
+
+
+def _parent(parent_snapshot: Optional[str], branch_from: Optional[str]) -> Optional[str]:
+    """``parent_snapshot`` and its alias ``branch_from``: one value, or None."""
+    _opt_seg("parent_snapshot", parent_snapshot)
+    _opt_seg("branch_from", branch_from)
+    if parent_snapshot is not None and branch_from is not None and parent_snapshot != branch_from:
+        raise ValueError("parent_snapshot and branch_from name the same thing: give one of them")
+    return parent_snapshot if parent_snapshot is not None else branch_from
+
+
+def _run_fields(
+    *,
+    env_vars: Optional["EnvVars"] = None,
+    timeout_ms: Optional[int] = None,
+    resources: Optional[Mapping[str, Any]] = None,
+    working_dir: Optional[str] = None,
+    image: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The execute fields shared by ``execute`` and the branch calls."""
+    return _body(
+        env_vars=env_vars,
+        timeout_ms=timeout_ms,
+        resources=dict(resources) if resources is not None else None,
+        working_dir=working_dir,
+        image=image,
+    )
 
 
 def _list_of(answer: Any, key: str) -> List[Any]:
@@ -113,10 +148,12 @@ class FaaSClient:
         self._http = Transport(
             self.endpoint, api_key, max_retries, max_retry_wait, timeout, headers or {}
         )
-        #: Snapshots (provisional: the server answers 404 until they land).
+        #: Snapshots: create, list, get, delete, restore.
         self.snapshots = Snapshots(self._http)
-        #: Branches (provisional).
+        #: Branches: create (one or many from a snapshot), merge.
         self.branches = Branches(self._http)
+        #: Live sessions and branches: list, get, delete.
+        self.sessions = Sessions(self._http)
         #: Persistent instances (provisional).
         self.instances = Instances(self._http)
         #: API keys (needs a key with the ``admin`` scope).
@@ -140,10 +177,11 @@ class FaaSClient:
         resources: Optional[Mapping[str, Any]] = None,
         working_dir: Optional[str] = None,
         image: Optional[str] = None,
-        checkpoint_after: Optional[bool] = None,
+        session_id: Optional[str] = None,
         snapshot_id: Optional[str] = None,
         parent_snapshot: Optional[str] = None,
-        session_id: Optional[str] = None,
+        branch_from: Optional[str] = None,
+        checkpoint_after: Optional[bool] = None,
         instance_id: Optional[str] = None,
         request_timeout: Optional[float] = None,
     ) -> ExecutionResult:
@@ -152,12 +190,23 @@ class FaaSClient:
         A program that fails or times out is not an error: look at the result's
         ``status`` and ``exit_code``.
 
+        Sessions: with ``session_id``, ``snapshot_id``, ``parent_snapshot`` (or
+        ``branch_from``) or ``checkpoint_after`` the code runs in a live
+        session whose interpreter keeps its globals, imports and files between
+        executions. Sessions run ``code`` in python, javascript or typescript
+        only (no ``command``, no ``stdin``); ``language`` may be left out when
+        the session or snapshot has one. The result's ``session_id`` names the
+        session to continue with.
+
         Args:
             code: Program source, run as ``language``.
             language: ``python`` (server default), ``javascript``,
                 ``typescript`` or ``bash``.
-            mode: ``ephemeral`` (default) or ``cached``; ``checkpointed``,
-                ``branched`` and ``persistent`` are planned (501 today).
+            mode: ``ephemeral`` (default), ``cached``, ``checkpointed`` (run
+                in a session; the default with ``session_id``, ``snapshot_id``
+                or ``checkpoint_after``) or ``branched`` (run in a branch; the
+                default with ``parent_snapshot``); ``persistent`` is planned
+                (501 today).
             command: Instead of ``code``: a shell command run by ``sh -c``, or
                 an argv list.
             stdin: Text given to the program's standard input.
@@ -166,32 +215,46 @@ class FaaSClient:
             resources: ``{"cpu_cores": 1, "memory_mb": 512}``.
             working_dir: Absolute working directory, created if missing.
             image: Root filesystem image (``host``, the only one today).
-            checkpoint_after, snapshot_id, parent_snapshot, session_id,
-                instance_id: For the planned modes.
+            session_id: Run in this session: one returned earlier (also a
+                branch's ``branch_id``), or a new client-chosen id (letters,
+                digits, ``-``, ``_``, ``.``; at most 128) that starts one.
+                Mode ``checkpointed`` without it starts a session with a
+                generated id.
+            snapshot_id: Restore this snapshot into a new session, then run.
+            parent_snapshot: Restore this snapshot into a new branch, then run
+                (mode ``branched``); the result's ``branch_id`` names it.
+            branch_from: Another name for ``parent_snapshot``.
+            checkpoint_after: Snapshot the session after the code ran; the
+                result's ``snapshot_id`` is the snapshot (or
+                ``snapshot_error`` says why there is none).
+            instance_id: For the planned ``persistent`` mode.
             request_timeout: HTTP time limit of this call, in seconds.
 
         Raises:
             FaaSError: The server refused the request (400 bad input, 401 bad
                 key, 501 planned mode, 503 busy after the retries, ...) or
-                could not be reached.
+                could not be reached; :class:`~faas_sdk.NotFoundError` (404)
+                for an unknown snapshot or an ended branch.
+            ValueError: An empty id, or ``parent_snapshot`` and
+                ``branch_from`` that differ (before any request).
         """
+        _opt_seg("session_id", session_id)
+        _opt_seg("snapshot_id", snapshot_id)
+        parent = _parent(parent_snapshot, branch_from)
         body = _body(
             code=code,
             language=language,
             mode=mode,
             command=list(command) if command is not None and not isinstance(command, str) else command,
             stdin=stdin,
-            env_vars=env_vars,
-            timeout_ms=timeout_ms,
-            resources=dict(resources) if resources is not None else None,
-            working_dir=working_dir,
-            image=image,
             checkpoint_after=checkpoint_after,
             snapshot_id=snapshot_id,
-            parent_snapshot=parent_snapshot,
+            parent_snapshot=parent,
             session_id=session_id,
             instance_id=instance_id,
         )
+        body.update(_run_fields(env_vars=env_vars, timeout_ms=timeout_ms, resources=resources,
+                                working_dir=working_dir, image=image))
         return ExecutionResult.from_dict(
             self._http.call("POST", "/api/v1/execute", body, timeout=request_timeout)
         )
@@ -245,18 +308,57 @@ class FaaSClient:
         return ExecutionStream(self._http, execution_id)
 
     def create_snapshot(self, execution_id: str, name: Optional[str] = None) -> Snapshot:
-        """Snapshot a finished execution: ``POST /api/v1/snapshots``
-        ``{execution_id, name}``. Provisional: raises FaaSError (404) until the
-        server has snapshots."""
+        """Snapshot the session an execution ran in: ``POST /api/v1/snapshots``
+        ``{execution_id, name}``.
+
+        The execution must have run in a live session (mode ``checkpointed``
+        or ``branched``) that has not ended; the session goes on running.
+
+        Raises:
+            NotFoundError: Unknown execution, or one that did not run in a live
+                session (an ephemeral one): the message says which.
+        """
         _seg("execution_id", execution_id)
         return self.snapshots.create(execution_id=execution_id, name=name)
 
     def create_branch(
-        self, snapshot_id: str, code: str, language: Optional[str] = None, count: Optional[int] = None
-    ) -> Branch:
-        """Run code in a branch restored from a snapshot: ``POST /api/v1/branches``
-        ``{parent_snapshot, code, language, count}``. Provisional (404 today)."""
-        return self.branches.create(snapshot_id, code, language=language, count=count)
+        self,
+        snapshot_id: str,
+        code: str,
+        language: Optional[str] = None,
+        *,
+        session_id: Optional[str] = None,
+        env_vars: Optional[EnvVars] = None,
+        timeout_ms: Optional[int] = None,
+        resources: Optional[Mapping[str, Any]] = None,
+        working_dir: Optional[str] = None,
+        image: Optional[str] = None,
+        checkpoint_after: Optional[bool] = None,
+        request_timeout: Optional[float] = None,
+    ) -> ExecutionResult:
+        """Restore a snapshot into a new branch and run code in it:
+        ``POST /api/v1/branches`` ``{parent_snapshot, code, ...}``.
+
+        Returns the branch's execution result; its ``branch_id`` names the
+        branch, to continue with ``execute(session_id=branch_id, code=...)``,
+        snapshot with ``snapshots.create(branch_id=...)`` or merge with
+        ``branches.merge``. ``session_id`` chooses the branch's id. The other
+        arguments are ``execute``'s. For several branches at once, see
+        ``branches.create(..., count=N)``.
+
+        Raises:
+            NotFoundError: Unknown snapshot.
+            ConflictError: The snapshot is broken (code ``snapshot_broken``).
+        """
+        results = self.branches.create(
+            snapshot_id, code, language=language, session_id=session_id, env_vars=env_vars,
+            timeout_ms=timeout_ms, resources=resources, working_dir=working_dir, image=image,
+            checkpoint_after=checkpoint_after, request_timeout=request_timeout,
+        )
+        if not results:
+            what = "POST /api/v1/branches"
+            raise FaaSError(0, "invalid_response", f"the answer to {what} holds no branch", what)
+        return results[0]
 
 
 class _Api:
@@ -265,55 +367,152 @@ class _Api:
 
 
 class Snapshots(_Api):
-    """Snapshots (provisional): ``client.snapshots``."""
+    """Snapshots: ``client.snapshots``. They persist until deleted (across
+    server restarts); the sessions they come from do not."""
 
     def create(
         self,
         execution_id: Optional[str] = None,
         *,
         session_id: Optional[str] = None,
-        instance_id: Optional[str] = None,
+        branch_id: Optional[str] = None,
         name: Optional[str] = None,
     ) -> Snapshot:
-        """``POST /api/v1/snapshots``: snapshot an execution, session or instance."""
-        body = _body(execution_id=execution_id, session_id=session_id, instance_id=instance_id, name=name)
+        """``POST /api/v1/snapshots``: snapshot a live session, named by one of
+        ``execution_id`` (the session it ran in), ``session_id`` or
+        ``branch_id``. The session goes on running. A branch's snapshot has the
+        snapshot it branched from as ``parent_id``.
+
+        Raises:
+            ValueError: Not exactly one of the three given (before any request).
+            NotFoundError: Unknown or ended session, or an execution that did
+                not run in a live session.
+        """
+        given = {k: v for k, v in (("execution_id", execution_id), ("session_id", session_id),
+                                   ("branch_id", branch_id)) if v is not None}
+        if len(given) != 1:
+            raise ValueError("give exactly one of execution_id, session_id, branch_id")
+        for k, v in given.items():
+            _seg(k, v)
+        body = _body(name=name, **given)
         return Snapshot.from_dict(self._http.call("POST", "/api/v1/snapshots", body))
 
     def list(self) -> List[Snapshot]:
-        """``GET /api/v1/snapshots``."""
+        """``GET /api/v1/snapshots``: the account's snapshots, oldest first."""
         return [Snapshot.from_dict(x) for x in _list_of(self._http.call("GET", "/api/v1/snapshots"), "snapshots")]
 
     def get(self, snapshot_id: str) -> Snapshot:
-        """``GET /api/v1/snapshots/{id}``."""
+        """``GET /api/v1/snapshots/{id}``; NotFoundError for an unknown id (or
+        another account's)."""
         return Snapshot.from_dict(self._http.call("GET", "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id)))
 
     def delete(self, snapshot_id: str) -> None:
-        """``DELETE /api/v1/snapshots/{id}``."""
+        """``DELETE /api/v1/snapshots/{id}``; NotFoundError for an unknown id."""
         self._http.call("DELETE", "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id))
 
-    def restore(self, snapshot_id: str) -> Instance:
-        """``POST /api/v1/snapshots/{id}/restore``: an instance restored from it."""
+    def restore(self, snapshot_id: str, session_id: Optional[str] = None) -> Session:
+        """``POST /api/v1/snapshots/{id}/restore`` ``{session_id?}``: a new live
+        session restored from the snapshot (with ``session_id`` as its id when
+        given). Run code in it with ``execute(session_id=session.id, code=...)``.
+
+        Raises:
+            NotFoundError: Unknown snapshot.
+            ConflictError: The snapshot is broken (code ``snapshot_broken``).
+        """
+        _opt_seg("session_id", session_id)
         path = "/api/v1/snapshots/" + _seg("snapshot_id", snapshot_id) + "/restore"
-        return Instance.from_dict(self._http.call("POST", path, {}))
+        return Session.from_dict(self._http.call("POST", path, _body(session_id=session_id)))
 
 
 class Branches(_Api):
-    """Branches (provisional): ``client.branches``."""
+    """Branches: ``client.branches``. A branch is a session restored from a
+    snapshot; its ``branch_id`` is its session id."""
 
     def create(
-        self, snapshot_id: str, code: str, *, language: Optional[str] = None, count: Optional[int] = None
-    ) -> Branch:
-        """``POST /api/v1/branches`` ``{parent_snapshot, code, language, count}``."""
-        _seg("snapshot_id", snapshot_id)
-        body = _body(parent_snapshot=snapshot_id, code=code, language=language, count=count)
-        return Branch.from_dict(self._http.call("POST", "/api/v1/branches", body))
+        self,
+        snapshot_id: str,
+        code: str,
+        *,
+        language: Optional[str] = None,
+        count: Optional[int] = None,
+        session_id: Optional[str] = None,
+        env_vars: Optional[EnvVars] = None,
+        timeout_ms: Optional[int] = None,
+        resources: Optional[Mapping[str, Any]] = None,
+        working_dir: Optional[str] = None,
+        image: Optional[str] = None,
+        checkpoint_after: Optional[bool] = None,
+        request_timeout: Optional[float] = None,
+    ) -> List[ExecutionResult]:
+        """``POST /api/v1/branches`` ``{parent_snapshot, code, count, ...}``:
+        restore the snapshot into ``count`` (1...32, default 1) new branches at
+        once and run ``code`` in each.
 
-    def merge(self, branch_ids: Iterable[str], strategy: Optional[str] = None) -> Dict[str, Any]:
-        """``POST /api/v1/branches/merge`` ``{branch_ids, strategy}`` (strategy:
-        ``union``, ``intersection`` or ``latest``); returns the decoded answer."""
-        body = _body(branch_ids=list(branch_ids), strategy=strategy)
-        answer = self._http.call("POST", "/api/v1/branches/merge", body)
-        return answer if isinstance(answer, dict) else {}
+        Returns one execution result per branch, each with its own
+        ``branch_id``. A branch whose code fails is not an error (see its
+        ``status``); if a branch cannot start, none is kept and the call raises.
+        ``session_id`` names the branch (only with ``count`` 1).
+
+        Raises:
+            NotFoundError: Unknown snapshot.
+            ConflictError: The snapshot is broken (code ``snapshot_broken``).
+        """
+        _seg("snapshot_id", snapshot_id)
+        _opt_seg("session_id", session_id)
+        body = _body(parent_snapshot=snapshot_id, code=code, language=language, count=count,
+                     session_id=session_id, checkpoint_after=checkpoint_after)
+        body.update(_run_fields(env_vars=env_vars, timeout_ms=timeout_ms, resources=resources,
+                                working_dir=working_dir, image=image))
+        answer = self._http.call("POST", "/api/v1/branches", body, timeout=request_timeout)
+        items = _list_of(answer, "branches")
+        if not items and isinstance(answer, dict) and answer.get("branch_id"):
+            items = [answer]  # only the single branch's fields at the top level
+        return [ExecutionResult.from_dict(x) for x in items if isinstance(x, Mapping)]
+
+    def merge(
+        self, branch_ids: Iterable[str], strategy: str = "union", name: Optional[str] = None
+    ) -> MergeResult:
+        """``POST /api/v1/branches/merge`` ``{branch_ids, strategy, name}``:
+        merge the file changes (under ``/workspace`` and ``/home/user``) of two
+        or more branches of the same snapshot into a new snapshot, which
+        carries the memory state of that common parent snapshot.
+
+        Args:
+            branch_ids: The branches (at least two).
+            strategy: ``union`` (every change; the same path changed
+                differently is a conflict), ``intersection`` or ``latest``.
+            name: The new snapshot's name.
+
+        Raises:
+            MergeConflictError: 409 ``merge_conflict``; ``paths`` lists the
+                conflicting paths.
+            NotFoundError: An unknown or ended branch.
+        """
+        ids = list(branch_ids)
+        for b in ids:
+            _seg("branch_id", b)
+        body = _body(branch_ids=ids, strategy=strategy, name=name)
+        return MergeResult.from_dict(self._http.call("POST", "/api/v1/branches/merge", body))
+
+
+class Sessions(_Api):
+    """Live sessions and branches: ``client.sessions``. Start one with
+    ``execute(session_id=...)``, ``execute(checkpoint_after=True)``,
+    ``snapshots.restore`` or a branch call."""
+
+    def list(self) -> List[Session]:
+        """``GET /api/v1/sessions``: the account's live sessions and branches."""
+        return [Session.from_dict(x) for x in _list_of(self._http.call("GET", "/api/v1/sessions"), "sessions")]
+
+    def get(self, session_id: str) -> Session:
+        """``GET /api/v1/sessions/{id}``; NotFoundError when there is none (or
+        it ended)."""
+        return Session.from_dict(self._http.call("GET", "/api/v1/sessions/" + _seg("session_id", session_id)))
+
+    def delete(self, session_id: str) -> None:
+        """``DELETE /api/v1/sessions/{id}``: end the session (or branch) and
+        free its sandbox; its snapshots stay."""
+        self._http.call("DELETE", "/api/v1/sessions/" + _seg("session_id", session_id))
 
 
 class Instances(_Api):

@@ -1,8 +1,9 @@
-"""The one error type of the SDK."""
+"""Errors of the SDK: :class:`FaaSError` and its subclasses for answers a
+caller typically handles on their own (404, 409, merge conflicts)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Type
 
 
 class FaaSError(Exception):
@@ -28,6 +29,11 @@ class FaaSError(Exception):
     A program that fails, times out or is killed is *not* a ``FaaSError``:
     ``execute`` returns, and the result's ``status`` and ``exit_code`` say
     what happened.
+
+    Some answers raise a subclass, so they can be caught on their own:
+    :class:`NotFoundError` (404), :class:`ConflictError` (409) and its
+    :class:`MergeConflictError` (409 ``merge_conflict``, with ``paths``).
+    Catching ``FaaSError`` catches them all.
     """
 
     def __init__(
@@ -69,6 +75,52 @@ class FaaSError(Exception):
 
     def __repr__(self) -> str:
         return (
-            f"FaaSError(status={self.status!r}, code={self.code!r}, "
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
             f"message={self.message!r}, request={self.request!r})"
         )
+
+
+class NotFoundError(FaaSError):
+    """404: the endpoint, or the thing asked for, does not exist (for this
+    account). Examples: an unknown snapshot or session, a session that ended,
+    or an ephemeral execution given to ``create_snapshot`` (only executions in
+    a live session, mode ``checkpointed`` or ``branched``, can be snapshotted;
+    ``message`` says so)."""
+
+
+class ConflictError(FaaSError):
+    """409: the request conflicts with the current state, e.g. ``code``
+    ``snapshot_broken`` (a snapshot whose image cannot be restored) or
+    ``conflict`` (already exists)."""
+
+
+class MergeConflictError(ConflictError):
+    """409 ``merge_conflict``: branches to merge changed the same paths
+    differently (strategy ``union``).
+
+    Attributes:
+        paths: The conflicting paths, as the server listed them
+            (e.g. ``["/workspace/a.txt"]``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request: str = "",
+        retry_after: Optional[float] = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(status, code, message, request, retry_after, body)
+        paths = body.get("paths") if isinstance(body, dict) else None
+        self.paths: List[str] = [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+
+
+def error_class(status: int, code: str) -> Type[FaaSError]:
+    """The class of the error raised for an answer with this status and code."""
+    if status == 404:
+        return NotFoundError
+    if status == 409:
+        return MergeConflictError if code == "merge_conflict" else ConflictError
+    return FaaSError

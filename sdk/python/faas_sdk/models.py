@@ -5,8 +5,8 @@ keep their defaults) and keeps fields it does not know in ``extra``, so a
 newer server's answers never break an older SDK.
 
 Classes marked *provisional* describe endpoints the server does not offer yet
-(snapshots, branches, instances); their known fields follow the design
-document and everything else the server sends is in ``extra``.
+(instances); their known fields follow the design document and everything
+else the server sends is in ``extra``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ class ExecutionResult(Model):
     ``status`` is ``succeeded`` (exit 0), ``failed`` (non-zero exit, killed by a
     signal or at the memory limit), ``timeout`` or ``error`` (the platform
     failed; ``error`` says what).
+
+    In a session (modes ``checkpointed`` and ``branched``) ``session_id`` is
+    the session it ran in, and ``branch_id`` the same id when that session is
+    a branch. ``snapshot_id`` is the snapshot ``checkpoint_after`` made, or
+    ``None`` with the reason in ``snapshot_error``.
     """
 
     execution_id: str = ""
@@ -102,7 +107,10 @@ class ExecutionResult(Model):
     mode: str = ""
     language: Optional[str] = None
     warm: bool = False
+    session_id: Optional[str] = None
+    branch_id: Optional[str] = None
     snapshot_id: Optional[str] = None
+    snapshot_error: Optional[str] = None
     usage: ResourceUsage = field(default_factory=ResourceUsage)
 
     _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": ResourceUsage}
@@ -307,28 +315,97 @@ class CurrentUsage(Model):
     _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": UsageRow, "prices": PriceList}
 
 
-# --- provisional ------------------------------------------------------------
+# --- sessions, snapshots, branches ----------------------------------------
 
 
 @dataclass
 class Snapshot(Model):
-    """Provisional: a snapshot."""
+    """A snapshot: the memory, processes and files of a session at one moment.
+
+    ``parent_id`` is the snapshot the snapshotted session was restored or
+    branched from (the snapshot tree), ``children`` the snapshots taken of
+    sessions restored from this one. ``status`` is ``ready`` or ``broken``
+    (its image cannot be restored; ``error`` says why). ``created_at`` is an
+    RFC 3339 string.
+    """
 
     id: str = ""
+    snapshot_id: str = ""
     name: Optional[str] = None
-    parent: Optional[str] = None
+    parent_id: Optional[str] = None
+    children: List[str] = field(default_factory=list)
+    session_id: Optional[str] = None
+    execution_id: Optional[str] = None
     image: Optional[str] = None
     language: Optional[str] = None
-    size_bytes: Optional[int] = None
-    created_at: Optional[str] = None
+    memory_mb: int = 0
+    cpu_cores: float = 0.0
+    size_bytes: int = 0
+    sha256: str = ""
+    status: str = ""
+    error: Optional[str] = None
+    created_at: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """True when the snapshot can be restored (``status == "ready"``)."""
+        return self.status == "ready"
 
 
 @dataclass
-class Branch(Model):
-    """Provisional: the answer of a branch request."""
+class Session(Model):
+    """A live session: one sandbox whose interpreter keeps its state (globals,
+    imports, open files) between executions, like a notebook kernel.
 
-    id: Optional[str] = None
+    ``branch_id`` is set (to ``id``) when the session is a branch;
+    ``parent_snapshot`` is the snapshot it was restored or branched from.
+    ``executions`` counts the executions run in it so far. Timestamps are
+    RFC 3339 strings. A session ends when deleted, after an idle timeout
+    (server default 10 minutes) or when the server restarts.
+    """
+
+    id: str = ""
+    session_id: str = ""
+    branch_id: Optional[str] = None
+    language: Optional[str] = None
     parent_snapshot: Optional[str] = None
+    executions: int = 0
+    memory_mb: int = 0
+    cpu_cores: float = 0.0
+    created_at: str = ""
+    last_used_at: str = ""
+
+    @property
+    def is_branch(self) -> bool:
+        """True when the session is a branch."""
+        return bool(self.branch_id)
+
+
+@dataclass
+class MergeChange(Model):
+    """One file change a merge took: ``action`` ``write`` or ``delete`` of
+    ``path`` (e.g. ``/workspace/x``), from branch ``branch_id``."""
+
+    path: str = ""
+    action: str = ""
+    branch_id: Optional[str] = None
+
+
+@dataclass
+class MergeResult(Model):
+    """Answer of ``branches.merge``: the new ``snapshot``, holding the memory
+    state of the branches' common parent ``base_snapshot`` plus the merged file
+    ``changes``, and the ``strategy`` used."""
+
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    strategy: str = ""
+    base_snapshot: Optional[str] = None
+    changes: List[MergeChange] = field(default_factory=list)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"snapshot": Snapshot, "changes": MergeChange}
+
+
+# --- provisional ------------------------------------------------------------
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Errors: every refusal is a FaaSError with the server's status, code and
-message; endpoints the server does not have yet surface its 404/501."""
+"""Errors: every refusal is a FaaSError (404 a NotFoundError, 409 a
+ConflictError) with the server's status, code and message; endpoints the server
+does not have yet surface its 404/501."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from faas_sdk import FaaSClient, FaaSError
+from faas_sdk import ConflictError, FaaSClient, FaaSError, MergeConflictError, NotFoundError
 
 
 def test_bad_api_key(server) -> None:  # type: ignore[no-untyped-def]
@@ -47,7 +48,7 @@ def test_limit_out_of_range(client: FaaSClient) -> None:
     assert "memory" in ei.value.message
 
 
-@pytest.mark.parametrize("mode", ["checkpointed", "branched", "persistent"])
+@pytest.mark.parametrize("mode", ["persistent"])
 def test_planned_modes_are_501(client: FaaSClient, mode: str) -> None:
     with pytest.raises(FaaSError) as ei:
         client.execute(code="print(1)", language="python", mode=mode)
@@ -64,6 +65,20 @@ def test_unknown_execution_is_404(client: FaaSClient) -> None:
     assert ei.value.status == 404
     assert ei.value.code == "not_found"
     assert ei.value.is_not_found
+    assert isinstance(ei.value, NotFoundError)
+    assert repr(ei.value).startswith("NotFoundError(status=404, code='not_found'")
+
+
+def test_error_classes() -> None:
+    from faas_sdk.errors import error_class
+
+    assert error_class(404, "not_found") is NotFoundError
+    assert error_class(409, "snapshot_broken") is ConflictError
+    assert error_class(409, "merge_conflict") is MergeConflictError
+    assert error_class(400, "invalid_request") is FaaSError
+    e = MergeConflictError(409, "merge_conflict", "conflict", body={"paths": ["/workspace/a", 3]})
+    assert e.paths == ["/workspace/a"]
+    assert MergeConflictError(409, "merge_conflict", "conflict").paths == []
 
 
 def test_missing_scope_is_403(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-def]
@@ -89,17 +104,39 @@ def test_empty_ids_are_refused_before_any_request(client: FaaSClient) -> None:
         client.get_execution("")
     with pytest.raises(ValueError):
         client.create_snapshot("")
+    with pytest.raises(ValueError):
+        client.sessions.get("")
+    with pytest.raises(ValueError):
+        client.snapshots.restore("snap_x", session_id="")
+    with pytest.raises(ValueError):
+        client.branches.merge(["br_a", ""])
+
+
+# Unknown ids are 404 (NotFoundError) on endpoints the server has.
+UNKNOWN: dict = {
+    "create_snapshot": lambda c: c.create_snapshot("exec_does_not_exist", name="n"),
+    "snapshots.get": lambda c: c.snapshots.get("snap_does_not_exist"),
+    "snapshots.delete": lambda c: c.snapshots.delete("snap_does_not_exist"),
+    "snapshots.restore": lambda c: c.snapshots.restore("snap_does_not_exist"),
+    "create_branch": lambda c: c.create_branch("snap_does_not_exist", "print(1)", language="python"),
+    "sessions.get": lambda c: c.sessions.get("ses_does_not_exist"),
+    "sessions.delete": lambda c: c.sessions.delete("ses_does_not_exist"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNKNOWN))
+def test_unknown_ids_are_not_found(client: FaaSClient, name: str) -> None:
+    with pytest.raises(NotFoundError) as ei:
+        UNKNOWN[name](client)
+    assert ei.value.status == 404, str(ei.value)
+    assert ei.value.code == "not_found"
+    assert ei.value.message
 
 
 # Endpoints of the design the server does not offer yet. The SDK calls them as
 # documented and surfaces the server's answer: today 404 (no such endpoint).
 # Unknown ids keep these at 404 once the endpoints exist.
 MISSING: dict = {
-    "create_snapshot": lambda c, d: c.create_snapshot("exec_does_not_exist", name="n"),
-    "snapshots.get": lambda c, d: c.snapshots.get("snap_does_not_exist"),
-    "snapshots.delete": lambda c, d: c.snapshots.delete("snap_does_not_exist"),
-    "snapshots.restore": lambda c, d: c.snapshots.restore("snap_does_not_exist"),
-    "create_branch": lambda c, d: c.create_branch("snap_does_not_exist", "print(1)", language="python"),
     "instances.get": lambda c, d: c.instances.get("inst_does_not_exist"),
     "instances.exec": lambda c, d: c.instances.exec("inst_does_not_exist", command="true"),
     "instances.stop": lambda c, d: c.instances.stop("inst_does_not_exist"),
@@ -130,7 +167,6 @@ def test_sync_goes_to_the_documented_endpoint(client: FaaSClient, tmp_path: Path
 # Lists have no id: once the server has them they succeed, so either outcome is
 # accepted, but never a fake empty answer.
 LISTS: dict = {
-    "snapshots.list": lambda c: c.snapshots.list(),
     "instances.list": lambda c: c.instances.list(),
 }
 
