@@ -212,7 +212,8 @@ func TestJavaScriptSession(t *testing.T) {
 
 // TestSnapshotErrors covers bad input and broken images.
 func TestSnapshotErrors(t *testing.T) {
-	s := testserver.Start(t, testserver.Options{})
+	// No restores ahead of demand: each restore here must read the image.
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_BRANCH_STOCK=0"}})
 	for _, c := range []struct {
 		body   any
 		path   string
