@@ -129,8 +129,8 @@ func (s *Server) startKernel(req ExecRequest) (*session, error) {
 		return nil, err
 	}
 	attr := &syscall.ProcAttr{
-		Dir:   req.Dir,
-		Env:   req.Env,
+		Dir: req.Dir,
+		Env: req.Env,
 		// The kernel's own complaints (not its cells') go to the agent's stderr.
 		Files: []uintptr{devnull.Fd(), devnull.Fd(), os.Stderr.Fd(), cellR.Fd(), replyW.Fd()},
 		Sys: &syscall.SysProcAttr{

@@ -18,6 +18,7 @@ type apiError struct {
 	code       string
 	msg        string
 	retryAfter time.Duration
+	paths      []string // the conflicting paths of a merge
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -28,8 +29,9 @@ func newError(status int, code, msg string) *apiError {
 
 // errorBody is every error response's JSON body.
 type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+	Error string   `json:"error"`
+	Code  string   `json:"code"`
+	Paths []string `json:"paths,omitempty"`
 }
 
 // toAPIError is the one place where errors become HTTP statuses. The client gets a
@@ -38,6 +40,10 @@ func toAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
+	}
+	var ce *engine.ConflictError
+	if errors.As(err, &ce) {
+		return &apiError{status: http.StatusConflict, code: "merge_conflict", msg: ce.Error(), paths: ce.Paths}
 	}
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
@@ -81,5 +87,5 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((ae.retryAfter+time.Second-1)/time.Second)))
 	}
-	writeJSON(w, ae.status, errorBody{Error: ae.msg, Code: ae.code})
+	writeJSON(w, ae.status, errorBody{Error: ae.msg, Code: ae.code, Paths: ae.paths})
 }

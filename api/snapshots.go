@@ -226,6 +226,39 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }
 
+// mergeRequest is the body of POST /api/v1/branches/merge.
+type mergeRequest struct {
+	BranchIDs []string `json:"branch_ids"`
+	Strategy  string   `json:"strategy"`
+	Name      string   `json:"name"`
+}
+
+type mergeChange struct {
+	Path     string `json:"path"`
+	Action   string `json:"action"`
+	BranchID string `json:"branch_id"`
+}
+
 func (s *Server) mergeBranches(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, newError(http.StatusNotImplemented, "not_available", "merge is not available yet"))
+	var body mergeRequest
+	if err := decodeJSON(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p := principalFrom(r.Context())
+	res, err := s.engine.Merge(r.Context(), engine.MergeRequest{Account: p.Account, KeyID: p.KeyID, BranchIDs: body.BranchIDs, Strategy: body.Strategy, Name: body.Name})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	changes := make([]mergeChange, 0, len(res.Changes))
+	for _, c := range res.Changes {
+		changes = append(changes, mergeChange{Path: c.Path, Action: c.Action, BranchID: c.BranchID})
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"snapshot":      toSnapshotResponse(engine.SnapshotInfo{Snapshot: res.Snapshot}),
+		"strategy":      res.Strategy,
+		"base_snapshot": res.Base,
+		"changes":       changes,
+	})
 }

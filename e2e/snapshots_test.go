@@ -295,3 +295,83 @@ func TestSnapshotErrors(t *testing.T) {
 	}
 	runIn(t, s, map[string]any{"code": "print(1)"})
 }
+
+// TestMergeBranches merges the file changes of branches of one snapshot with each
+// strategy, and checks what the merged snapshot holds.
+func TestMergeBranches(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	out := runIn(t, s, map[string]any{"session_id": "m", "code": "x = 1\nopen('/workspace/shared.txt', 'w').write('base')\nopen('/workspace/del.txt', 'w').write('bye')", "checkpoint_after": true})
+	snap := str(out["snapshot_id"])
+	branch := func(code string) string {
+		t.Helper()
+		out := runIn(t, s, map[string]any{"parent_snapshot": snap, "code": "import os\nx = 99\n" + code})
+		return str(out["branch_id"])
+	}
+	b1 := branch("open('/workspace/a.txt', 'w').write('a')\nopen('/workspace/shared.txt', 'w').write('one')")
+	b2 := branch("open('/workspace/b.txt', 'w').write('b')\nos.remove('/workspace/del.txt')\nopen('/workspace/shared.txt', 'w').write('two')\nos.makedirs('/home/user/.config/tool')\nopen('/home/user/.config/tool/rc', 'w').write('rc')")
+	b3 := branch("open('/workspace/a.txt', 'w').write('a')\nos.remove('/workspace/del.txt')")
+
+	// What a merged snapshot holds: its files, and the parent's memory.
+	contents := func(snapID string) string {
+		t.Helper()
+		out := runIn(t, s, map[string]any{"snapshot_id": snapID, "code": "import os\nfor root in ('/workspace', '/home/user'):\n    for d, _, fs in sorted(os.walk(root)):\n        for f in sorted(fs):\n            print(os.path.join(d, f), open(os.path.join(d, f)).read())\nprint('x', x)"})
+		mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/sessions/"+str(out["session_id"]), nil)
+		return str(out["stdout"])
+	}
+	merge := func(strategy string, ids ...string) map[string]any {
+		t.Helper()
+		out := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/branches/merge", map[string]any{"branch_ids": ids, "strategy": strategy})
+		sn := out["snapshot"].(map[string]any)
+		if sn["parent_id"] != snap || out["base_snapshot"] != snap || out["strategy"] != strategy {
+			t.Errorf("%s merge: %v", strategy, out)
+		}
+		return out
+	}
+
+	// union: b1 and b2 both changed shared.txt, differently.
+	status, conflict := call(t, s, s.Key, "POST", "/api/v1/branches/merge", map[string]any{"branch_ids": []string{b1, b2}, "strategy": "union"})
+	if paths, _ := conflict["paths"].([]any); status != http.StatusConflict || conflict["code"] != "merge_conflict" || len(paths) != 1 || paths[0] != "/workspace/shared.txt" {
+		t.Errorf("union conflict: %d %v", status, conflict)
+	}
+	// union without conflict: b1 and b3 agree on a.txt.
+	m := merge("union", b1, b3)
+	if got, want := contents(str(m["snapshot"].(map[string]any)["id"])), "/workspace/a.txt a\n/workspace/shared.txt one\nx 1\n"; got != want {
+		t.Errorf("union of b1, b3:\n%s\nwant\n%s", got, want)
+	}
+	// latest: b2 ran after b1, so its shared.txt wins.
+	m = merge("latest", b1, b2)
+	if got, want := contents(str(m["snapshot"].(map[string]any)["id"])), "/workspace/a.txt a\n/workspace/b.txt b\n/workspace/shared.txt two\n/home/user/.config/tool/rc rc\nx 1\n"; got != want {
+		t.Errorf("latest of b1, b2:\n%s\nwant\n%s", got, want)
+	}
+	// intersection: b2 and b3 both deleted del.txt, and nothing else alike.
+	m = merge("intersection", b2, b3)
+	if changes := m["changes"].([]any); len(changes) != 1 || changes[0].(map[string]any)["path"] != "/workspace/del.txt" || changes[0].(map[string]any)["action"] != "delete" {
+		t.Errorf("intersection changes: %v", changes)
+	}
+	if got, want := contents(str(m["snapshot"].(map[string]any)["id"])), "/workspace/shared.txt base\nx 1\n"; got != want {
+		t.Errorf("intersection of b2, b3:\n%s\nwant\n%s", got, want)
+	}
+	// The branches themselves are untouched.
+	if out := runIn(t, s, map[string]any{"mode": "branched", "session_id": b1, "code": "print(x, open('/workspace/shared.txt').read())"}); str(out["stdout"]) != "99 one\n" {
+		t.Errorf("b1 after merges: %v", out)
+	}
+
+	// Bad input.
+	other := runIn(t, s, map[string]any{"session_id": "other", "code": "y = 1", "checkpoint_after": true})
+	ob := runIn(t, s, map[string]any{"parent_snapshot": other["snapshot_id"], "code": "1"})
+	for _, c := range []struct {
+		body   map[string]any
+		status int
+	}{
+		{map[string]any{"branch_ids": []string{b1}}, 400},
+		{map[string]any{"branch_ids": []string{b1, b1}}, 400},
+		{map[string]any{"branch_ids": []string{b1, b2}, "strategy": "rebase"}, 400},
+		{map[string]any{"branch_ids": []string{b1, "br_nope"}}, 404},
+		{map[string]any{"branch_ids": []string{b1, str(ob["branch_id"])}}, 400},
+		{map[string]any{"branch_ids": []string{b1, "m"}}, 400},
+	} {
+		if status, out := call(t, s, s.Key, "POST", "/api/v1/branches/merge", c.body); status != c.status {
+			t.Errorf("merge %v: %d %v (want %d)", c.body, status, out, c.status)
+		}
+	}
+}

@@ -1,13 +1,11 @@
 // The TypeScript example of the product README (seed), runnable against a real
-// server. Only the connection settings differ from the README: they come from
-// FAAS_API_KEY and FAAS_ENDPOINT when set.
+// server. Two things differ from the README: the connection settings come from
+// FAAS_API_KEY and FAAS_ENDPOINT when set, and the first execution's mode is
+// 'checkpointed' instead of 'ephemeral'. Only an execution that ran in a live
+// session (mode checkpointed or branched) can be snapshotted; for an ephemeral
+// one `createSnapshot` rejects with a FaaSError 404 saying so.
 //
 //   FAAS_API_KEY=… FAAS_ENDPOINT=http://127.0.0.1:8080 node build/examples/seed.js
-//
-// Today the server has no snapshots yet, so `createSnapshot` rejects with a
-// FaaSError (404, "no such endpoint"; 501 once the route exists before the
-// feature) and the script ends there with exit status 1. When snapshots and
-// branches land it runs to the end.
 import { FaaSClient } from '@faas/sdk';
 
 const client = new FaaSClient({
@@ -15,11 +13,11 @@ const client = new FaaSClient({
   endpoint: process.env.FAAS_ENDPOINT ?? 'http://localhost:8080'
 });
 
-// Ephemeral execution
+// Checkpointed execution (a live session that can be snapshotted)
 const result = await client.execute({
   code: 'console.log("Hello World")',
   language: 'javascript',
-  mode: 'ephemeral'
+  mode: 'checkpointed'
 });
 console.log('execute:', result.status, JSON.stringify(result.stdout));
 

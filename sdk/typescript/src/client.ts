@@ -2,12 +2,14 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 
 import { camelize } from './convert.js';
+import { FaaSError } from './errors.js';
 import { SDK_VERSION, Transport } from './http.js';
 import { ExecutionStream } from './stream.js';
 import type {
   ApiKey,
   Branch,
   BranchRequest,
+  CreateBranchRequest,
   CreateInstanceRequest,
   CreateKeyRequest,
   CreateSnapshotRequest,
@@ -19,11 +21,15 @@ import type {
   Health,
   Instance,
   InstanceExecRequest,
+  MergeOptions,
+  MergeResult,
   MergeStrategy,
   PoolsResult,
   PrewarmRequest,
   PrewarmResult,
   RequestOptions,
+  RestoreOptions,
+  Session,
   Snapshot,
   SshInfo,
   SyncOptions,
@@ -62,11 +68,17 @@ export interface UsageApi {
   current(options?: RequestOptions): Promise<CurrentUsage>;
 }
 
-function seg(name: string, id: string): string {
+/** id itself, after checking it is a non-empty string (else a TypeError). */
+function need(name: string, id: string): string {
   if (typeof id !== 'string' || id === '') {
     throw new TypeError(`${name} must be a non-empty string`);
   }
-  return encodeURIComponent(id);
+  return id;
+}
+
+/** id as a URL path segment. */
+function seg(name: string, id: string): string {
+  return encodeURIComponent(need(name, id));
 }
 
 /**
@@ -84,19 +96,40 @@ export class FaaSClient {
   readonly endpoint: string;
   private readonly http: Transport;
 
-  /** Snapshots (provisional: the server answers 404 until they land). */
+  /** Snapshots of live sessions (needs the `snapshots` scope). */
   readonly snapshots: {
+    /** POST /api/v1/snapshots: snapshots the live session named by `executionId`, `sessionId` or `branchId`. */
     create(req: CreateSnapshotRequest, options?: RequestOptions): Promise<Snapshot>;
+    /** GET /api/v1/snapshots: the account's snapshots, oldest first. */
     list(options?: RequestOptions): Promise<Snapshot[]>;
+    /** GET /api/v1/snapshots/{id}. */
     get(snapshotId: string, options?: RequestOptions): Promise<Snapshot>;
+    /** DELETE /api/v1/snapshots/{id}. */
     delete(snapshotId: string, options?: RequestOptions): Promise<void>;
-    restore(snapshotId: string, options?: RequestOptions): Promise<Instance>;
+    /** POST /api/v1/snapshots/{id}/restore: a new live session restored from the snapshot. */
+    restore(snapshotId: string, opts?: RestoreOptions, options?: RequestOptions): Promise<Session>;
   };
 
-  /** Branches (provisional). */
+  /** Branches: sessions restored from a snapshot, and merges of them (needs the `snapshots` scope). */
   readonly branches: {
-    create(snapshotId: string, req: BranchRequest, options?: RequestOptions): Promise<Branch>;
-    merge(branchIds: string[], strategy?: MergeStrategy, options?: RequestOptions): Promise<Record<string, unknown>>;
+    /** POST /api/v1/branches: `count` new branches of the snapshot, each running `code`. */
+    create(snapshotId: string, req: BranchRequest, options?: RequestOptions): Promise<Branch[]>;
+    /**
+     * POST /api/v1/branches/merge: merges the file changes of two or more
+     * branches into a new snapshot. A union merge whose branches changed the
+     * same path differently rejects with a MergeConflictError (409, `paths`).
+     */
+    merge(branchIds: string[], opts?: MergeOptions | MergeStrategy, options?: RequestOptions): Promise<MergeResult>;
+  };
+
+  /** Live sessions and branches of the account (needs the `execute` scope). */
+  readonly sessions: {
+    /** GET /api/v1/sessions. */
+    list(options?: RequestOptions): Promise<Session[]>;
+    /** GET /api/v1/sessions/{id}. */
+    get(sessionId: string, options?: RequestOptions): Promise<Session>;
+    /** DELETE /api/v1/sessions/{id}: ends the session (its snapshots stay). */
+    delete(sessionId: string, options?: RequestOptions): Promise<void>;
   };
 
   /** Persistent instances (provisional). */
@@ -152,16 +185,32 @@ export class FaaSClient {
       delete: async (id, o) => {
         await http.call<unknown>('DELETE', `/api/v1/snapshots/${seg('snapshotId', id)}`, { ...o });
       },
-      restore: (id, o) => http.call<Instance>('POST', `/api/v1/snapshots/${seg('snapshotId', id)}/restore`, { ...o, body: {} }),
+      restore: (id, opts, o) =>
+        http.call<Session>('POST', `/api/v1/snapshots/${seg('snapshotId', id)}/restore`, { ...o, body: { ...opts } }),
     };
 
     this.branches = {
-      create: (snapshotId, req, o) => {
-        seg('snapshotId', snapshotId);
-        return http.call<Branch>('POST', '/api/v1/branches', { ...o, body: { parentSnapshot: snapshotId, ...req } });
+      create: async (snapshotId, req, o) => {
+        const parentSnapshot = need('snapshotId', snapshotId);
+        const answer = await http.call<{ branches?: Branch[]; parentSnapshot?: string }>('POST', '/api/v1/branches', {
+          ...o,
+          body: { ...req, parentSnapshot },
+        });
+        return (answer?.branches ?? []).map((b) => ({ ...b, parentSnapshot: answer.parentSnapshot ?? parentSnapshot }));
       },
-      merge: (branchIds, strategy, o) =>
-        http.call<Record<string, unknown>>('POST', '/api/v1/branches/merge', { ...o, body: { branchIds, strategy } }),
+      merge: (branchIds, opts, o) => {
+        if (!Array.isArray(branchIds)) throw new TypeError('branchIds must be an array of branch ids');
+        const body = typeof opts === 'string' ? { branchIds, strategy: opts } : { branchIds, ...opts };
+        return http.call<MergeResult>('POST', '/api/v1/branches/merge', { ...o, body });
+      },
+    };
+
+    this.sessions = {
+      list: async (o) => listOf<Session>(await http.call<unknown>('GET', '/api/v1/sessions', { ...o }), 'sessions'),
+      get: (id, o) => http.call<Session>('GET', `/api/v1/sessions/${seg('sessionId', id)}`, { ...o }),
+      delete: async (id, o) => {
+        await http.call<unknown>('DELETE', `/api/v1/sessions/${seg('sessionId', id)}`, { ...o });
+      },
     };
 
     const instancePost = (action: string) => (id: string, o?: RequestOptions) =>
@@ -218,7 +267,11 @@ export class FaaSClient {
    * Runs code (or a command) once and waits for it to finish: POST /api/v1/execute.
    * A program that fails or times out is not an error: look at `status` and
    * `exitCode`. Rejects with a FaaSError when the server refuses the request
-   * (400 bad input, 401 bad key, 501 planned mode, 503 busy after retries, …).
+   * (400 bad input, 401 bad key, 404 unknown session or snapshot, 501 planned
+   * mode, 503 busy after retries, …).
+   *
+   * With `sessionId` (mode `checkpointed`) the code runs in a live session whose
+   * globals persist; `checkpointAfter` then snapshots it (`result.snapshotId`).
    */
   execute(req: ExecuteRequest, options?: RequestOptions): Promise<ExecuteResult> {
     return this.http.call<ExecuteResult>('POST', '/api/v1/execute', { ...options, body: req });
@@ -268,8 +321,10 @@ export class FaaSClient {
   }
 
   /**
-   * Snapshots a finished execution: POST /api/v1/snapshots {execution_id, name}.
-   * Provisional: rejects with a FaaSError (404) until the server has snapshots.
+   * Snapshots the live session a finished execution ran in: POST
+   * /api/v1/snapshots {execution_id, name}. Only executions of mode
+   * `checkpointed` or `branched` have one, while it lives; for others (e.g.
+   * `ephemeral`) it rejects with a FaaSError 404 saying so.
    */
   createSnapshot(executionId: string, opts: { name?: string } = {}, options?: RequestOptions): Promise<Snapshot> {
     seg('executionId', executionId);
@@ -277,11 +332,21 @@ export class FaaSClient {
   }
 
   /**
-   * Runs code in a branch restored from a snapshot: POST /api/v1/branches
-   * {parent_snapshot, code, language, count}. Provisional (404 today).
+   * Restores a snapshot into a new branch and runs code there: POST
+   * /api/v1/branches {parent_snapshot, code, …}. Resolves with the branch's
+   * execution result and its `branchId`; a program that fails is not an error.
    */
-  createBranch(snapshotId: string, req: BranchRequest, options?: RequestOptions): Promise<Branch> {
-    return this.branches.create(snapshotId, req, options);
+  async createBranch(snapshotId: string, req: CreateBranchRequest, options?: RequestOptions): Promise<Branch> {
+    const [branch] = await this.branches.create(snapshotId, { ...req, count: 1 }, options);
+    if (!branch) {
+      throw new FaaSError({
+        status: 0,
+        code: 'invalid_response',
+        message: 'the answer to POST /api/v1/branches holds no branch',
+        request: 'POST /api/v1/branches',
+      });
+    }
+    return branch;
   }
 }
 

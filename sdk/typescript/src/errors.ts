@@ -48,6 +48,11 @@ export class FaaSError extends Error {
     return this.status === 404;
   }
 
+  /** True for 409: the request conflicts with the state of things (merge conflict, broken snapshot, busy session). */
+  get isConflict(): boolean {
+    return this.status === 409;
+  }
+
   /** True for 501: the server does not offer this (e.g. a planned mode) yet. */
   get isNotImplemented(): boolean {
     return this.status === 501;
@@ -62,5 +67,21 @@ export class FaaSError extends Error {
   override toString(): string {
     const what = this.status > 0 ? `${this.status} ${this.code}` : this.code;
     return `${this.name}: ${this.message} (${what}, ${this.request})`;
+  }
+}
+
+/**
+ * The FaaSError of a `branches.merge` whose branches changed the same paths
+ * differently (409, code `merge_conflict`, strategy `union`). `paths` lists
+ * them; try another strategy or change the branches.
+ */
+export class MergeConflictError extends FaaSError {
+  /** The conflicting paths, e.g. `['/workspace/a.txt']`. */
+  readonly paths: string[];
+
+  constructor(init: ConstructorParameters<typeof FaaSError>[0] & { paths: string[] }) {
+    super(init);
+    this.name = 'MergeConflictError';
+    this.paths = init.paths;
   }
 }

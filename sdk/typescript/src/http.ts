@@ -2,7 +2,7 @@
 // bounded retries of 429/503 answers that honour Retry-After.
 
 import { camelize, snakeize } from './convert.js';
-import { FaaSError } from './errors.js';
+import { FaaSError, MergeConflictError } from './errors.js';
 import type { RequestOptions } from './types.js';
 
 /** SDK version sent in the User-Agent header. */
@@ -232,5 +232,11 @@ export function toError(resp: Response, text: string, what: string): FaaSError {
     message = `${resp.status} ${resp.statusText}` + (cut ? `: ${cut}` : ' (empty body)');
   }
   if (code === '') code = `http_${resp.status}`;
-  return new FaaSError({ status: resp.status, code, message, request: what, retryAfterMs, body });
+  const init = { status: resp.status, code, message, request: what, retryAfterMs, body };
+  if (code === 'merge_conflict') {
+    const raw = (body as { paths?: unknown }).paths;
+    const paths = Array.isArray(raw) ? raw.filter((p): p is string => typeof p === 'string') : [];
+    return new MergeConflictError({ ...init, paths });
+  }
+  return new FaaSError(init);
 }

@@ -11,7 +11,7 @@
  */
 export { FaaSClient } from './client.js';
 export type { ClientOptions, UsageApi } from './client.js';
-export { FaaSError } from './errors.js';
+export { FaaSError, MergeConflictError } from './errors.js';
 export { ExecutionStream } from './stream.js';
 export type { ExecutionStreamEvents, OutputStream, StreamFrame } from './stream.js';
 export { parseRetryAfter, SDK_VERSION } from './http.js';

@@ -2,16 +2,17 @@
 // snake_case JSON names (`exit_code` → `exitCode`); see README.md.
 //
 // Types marked "provisional" describe endpoints the server does not offer yet
-// (snapshots, branches, instances). Their known fields follow DESIGN.md;
-// every other field the server sends is kept (camelCased) through the index
-// signature, so nothing is lost when the server's answer grows.
+// (instances). Their known fields follow DESIGN.md; every other field the
+// server sends is kept (camelCased) through the index signature, so nothing is
+// lost when the server's answer grows.
 
 /** Languages the server runs `code` in. */
 export type Language = 'python' | 'javascript' | 'typescript' | 'bash';
 
 /**
- * Execution modes. `ephemeral` and `cached` are available; `checkpointed`,
- * `branched` and `persistent` are planned and answered with 501 today.
+ * Execution modes. `ephemeral`, `cached`, `checkpointed` (a live session) and
+ * `branched` (a session restored from a snapshot) are available; `persistent`
+ * is planned and answered with 501 today.
  */
 export type Mode = 'ephemeral' | 'cached' | 'checkpointed' | 'branched' | 'persistent';
 
@@ -45,13 +46,20 @@ export type EnvVars = Record<string, string> | Array<[string, string]>;
 export interface ExecuteRequest {
   /** Program source, run as `language`. */
   code?: string;
-  /** Defaults to `python` on the server. */
+  /**
+   * Defaults to `python` on the server; in a session (`sessionId`, a snapshot)
+   * it may be left out: the session's language is used. Sessions run python,
+   * javascript or typescript.
+   */
   language?: Language;
-  /** Instead of `code`: a shell command run by `sh -c`, or an argv array. */
+  /** Instead of `code`: a shell command run by `sh -c`, or an argv array (not in sessions). */
   command?: string | string[];
-  /** Defaults to `ephemeral`. */
+  /**
+   * Default: `branched` with `parentSnapshot`/`branchFrom`; `checkpointed` with
+   * `sessionId`, `snapshotId` or `checkpointAfter`; else `ephemeral`.
+   */
   mode?: Mode;
-  /** Text given to the program's standard input (otherwise it reads /dev/null). */
+  /** Text given to the program's standard input (otherwise it reads /dev/null; not in sessions). */
   stdin?: string;
   /** Environment variables for the program. */
   envVars?: EnvVars;
@@ -63,15 +71,21 @@ export interface ExecuteRequest {
   workingDir?: string;
   /** Root filesystem image (`host` is the only image in this version). */
   image?: string;
-  /** Planned (checkpointed mode): snapshot the sandbox after the run. */
-  checkpointAfter?: boolean;
-  /** Planned: the snapshot to start from. */
-  snapshotId?: string;
-  /** Planned (branched mode): the snapshot to branch from. */
-  parentSnapshot?: string;
-  /** Planned (persistent mode): the session to run in. */
+  /**
+   * The session to run in: a new one of that name, or one that lives (globals,
+   * imports and files persist between its executions). With mode `branched`,
+   * the branch to continue. Letters, digits, `-`, `_`, `.`; at most 128.
+   */
   sessionId?: string;
-  /** Planned: the instance to run in. */
+  /** Snapshot the session after the code ran; the result's `snapshotId` (or `snapshotError`). */
+  checkpointAfter?: boolean;
+  /** Restore this snapshot into a new session, then run the code there. */
+  snapshotId?: string;
+  /** Restore this snapshot into a new branch, then run the code there (mode `branched`). */
+  parentSnapshot?: string;
+  /** Same as `parentSnapshot`. */
+  branchFrom?: string;
+  /** Planned (persistent mode): the instance to run in. */
   instanceId?: string;
 }
 
@@ -110,8 +124,14 @@ export interface ExecuteResult {
   language?: Language;
   /** True when a cached execution reused a warm sandbox. */
   warm: boolean;
-  /** Planned: the snapshot made after the run (checkpointed mode). */
+  /** The session the execution ran in (modes `checkpointed` and `branched`). */
+  sessionId?: string;
+  /** Same as `sessionId`, for a branch only. */
+  branchId?: string;
+  /** The snapshot `checkpointAfter` made. */
   snapshotId?: string;
+  /** Why `checkpointAfter` made no snapshot (the code's result still stands). */
+  snapshotError?: string;
   usage: ExecutionUsage;
 }
 
@@ -277,45 +297,134 @@ export interface CurrentUsage {
 }
 
 // ---------------------------------------------------------------------------
-// Provisional: endpoints the server does not offer yet (see DESIGN.md).
+// Sessions, snapshots, branches.
 
-/** Body of `snapshots.create`: what to snapshot (one of the ids) and a name. */
+/**
+ * Body of `snapshots.create`: the live session to snapshot, named by one of
+ * `executionId` (an execution that ran in it), `sessionId` or `branchId`.
+ */
 export interface CreateSnapshotRequest {
+  /** An execution of mode `checkpointed` or `branched` whose session still lives. */
   executionId?: string;
   sessionId?: string;
-  instanceId?: string;
+  /** Same as `sessionId` (a branch is a session). */
+  branchId?: string;
+  /** At most 200 bytes. */
   name?: string;
 }
 
-/** Provisional: a snapshot. */
+/** A snapshot: a live session's memory, processes and files, frozen. */
 export interface Snapshot {
   id: string;
+  /** Same as `id`. */
+  snapshotId: string;
   name?: string;
-  parent?: string;
-  image?: string;
-  language?: string;
-  sizeBytes?: number;
-  createdAt?: string;
-  [field: string]: unknown;
+  /** The snapshot the checkpointed session was restored from (the snapshot tree). */
+  parentId?: string;
+  /** Snapshots made from sessions restored from this one. */
+  children: string[];
+  /** The session it was taken of. */
+  sessionId?: string;
+  /** The execution named when it was made. */
+  executionId?: string;
+  image: string;
+  language: Language | string;
+  memoryMb: number;
+  cpuCores: number;
+  sizeBytes: number;
+  sha256: string;
+  /** `broken`: its image is corrupt or truncated; restoring it answers 409 `snapshot_broken`. */
+  status: 'ready' | 'broken' | string;
+  /** What is wrong with a broken snapshot. */
+  error?: string;
+  /** RFC 3339. */
+  createdAt: string;
 }
 
-/** Body of `createBranch` / `branches.create` besides the parent snapshot. */
-export interface BranchRequest {
-  code: string;
-  language?: Language;
-  /** How many independent children to start (default 1). */
+/** A live session (or branch): one sandbox whose interpreter keeps its state. */
+export interface Session {
+  id: string;
+  /** Same as `id`. */
+  sessionId: string;
+  /** Same as `id`, for a branch only. */
+  branchId?: string;
+  language: Language | string;
+  /** The snapshot it was restored from. */
+  parentSnapshot?: string;
+  /** How many executions ran in it. */
+  executions: number;
+  memoryMb: number;
+  cpuCores: number;
+  /** RFC 3339. */
+  createdAt: string;
+  lastUsedAt: string;
+}
+
+/** Options of `snapshots.restore`. */
+export interface RestoreOptions {
+  /** The new session's id (default: a generated `ses_…`). */
+  sessionId?: string;
+}
+
+/**
+ * Body of `createBranch`: execute fields besides the snapshot to branch from.
+ * `sessionId` names the new branch (default: generated).
+ */
+export type CreateBranchRequest = Omit<
+  ExecuteRequest,
+  'mode' | 'command' | 'stdin' | 'snapshotId' | 'parentSnapshot' | 'branchFrom' | 'instanceId' | 'code'
+> & { code: string };
+
+/** Body of `branches.create`: `createBranch`'s plus how many branches. */
+export interface BranchRequest extends CreateBranchRequest {
+  /** How many branches to start at once, 1…32 (default 1); each runs `code`. */
   count?: number;
 }
 
-/** Provisional: the answer of a branch request. */
-export interface Branch {
-  id?: string;
-  parentSnapshot?: string;
-  [field: string]: unknown;
+/** One branch: the result of its first execution, plus the branch's ids. */
+export interface Branch extends ExecuteResult {
+  /** The branch (a session: continue it with `execute({ mode: 'branched', sessionId: branchId, … })`). */
+  branchId: string;
+  sessionId: string;
+  /** The snapshot it was restored from. */
+  parentSnapshot: string;
 }
 
 /** How `branches.merge` combines the branches' filesystem changes. */
 export type MergeStrategy = 'union' | 'intersection' | 'latest';
+
+/** Options of `branches.merge`. */
+export interface MergeOptions {
+  /** `union`, `intersection` or `latest` (default: the server's). */
+  strategy?: MergeStrategy;
+  /** The merged snapshot's name. */
+  name?: string;
+}
+
+/** One file change a merge took from a branch. */
+export interface MergeChange {
+  /** Absolute path in the sandbox (under /workspace or /home/user). */
+  path: string;
+  action: 'write' | 'delete' | string;
+  /** The branch the change came from. */
+  branchId: string;
+}
+
+/** Answer of `branches.merge`. */
+export interface MergeResult {
+  /**
+   * The merged snapshot: the memory of the branches' common parent snapshot
+   * plus the merged file changes.
+   */
+  snapshot: Snapshot;
+  strategy: MergeStrategy | string;
+  /** The branches' common parent snapshot. */
+  baseSnapshot: string;
+  changes: MergeChange[];
+}
+
+// ---------------------------------------------------------------------------
+// Provisional: endpoints the server does not offer yet (see DESIGN.md).
 
 /** Provisional: a persistent instance. */
 export interface Instance {

@@ -1,5 +1,6 @@
 // Errors: every refusal surfaces as a FaaSError with the server's status, code
 // and message; endpoints the server does not have yet surface its 404/501.
+// (Merge conflicts, 409 with paths, are tested in sessions.test.ts.)
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,15 +66,37 @@ test('a limit out of range: 400', async () => {
   assert.match(e.message, /memory/);
 });
 
-for (const mode of ['checkpointed', 'branched', 'persistent'] as const) {
-  test(`${mode} mode: 501 not_available (planned)`, async () => {
-    const e = await refusal(client.execute({ code: 'print(1)', language: 'python', mode }));
-    assert.equal(e.status, 501);
-    assert.equal(e.code, 'not_available');
-    assert.ok(e.isNotImplemented);
-    assert.match(e.message, new RegExp(mode));
-  });
-}
+test('persistent mode: 501 not_available (planned)', async () => {
+  const e = await refusal(client.execute({ code: 'print(1)', language: 'python', mode: 'persistent' }));
+  assert.equal(e.status, 501);
+  assert.equal(e.code, 'not_available');
+  assert.ok(e.isNotImplemented);
+  assert.match(e.message, /persistent/);
+});
+
+test('branched mode without a snapshot or branch: 400', async () => {
+  const e = await refusal(client.execute({ code: 'print(1)', language: 'python', mode: 'branched' }));
+  assert.equal(e.status, 400);
+  assert.equal(e.code, 'invalid_request');
+});
+
+test('an unknown session or snapshot: 404', async () => {
+  for (const call of [
+    () => client.execute({ code: 'print(1)', mode: 'branched', sessionId: 'no-such-branch' }),
+    () => client.execute({ code: 'print(1)', snapshotId: 'snap_does_not_exist' }),
+    () => client.sessions.get('no-such-session'),
+    () => client.snapshots.get('snap_does_not_exist'),
+    () => client.snapshots.delete('snap_does_not_exist'),
+    () => client.snapshots.restore('snap_does_not_exist'),
+    () => client.createSnapshot('exec_does_not_exist', { name: 'n' }),
+    () => client.createBranch('snap_does_not_exist', { code: 'print(1)', language: 'python' }),
+  ]) {
+    const e = await refusal(call());
+    assert.equal(e.status, 404, e.message);
+    assert.equal(e.code, 'not_found');
+    assert.ok(e.message.length > 0);
+  }
+});
 
 test('getExecution of an unknown id: 404', async () => {
   const e = await refusal(client.getExecution('exec_does_not_exist'));
@@ -107,11 +130,6 @@ test('empty ids are refused before any request', () => {
 // Unknown ids are used so that these stay 404 once the endpoints exist.
 describe('endpoints not on the server yet surface its answer', () => {
   const missing: Array<[string, () => Promise<unknown>]> = [
-    ['createSnapshot', () => client.createSnapshot('exec_does_not_exist', { name: 'n' })],
-    ['snapshots.get', () => client.snapshots.get('snap_does_not_exist')],
-    ['snapshots.delete', () => client.snapshots.delete('snap_does_not_exist')],
-    ['snapshots.restore', () => client.snapshots.restore('snap_does_not_exist')],
-    ['createBranch', () => client.createBranch('snap_does_not_exist', { code: 'print(1)', language: 'python' })],
     ['instances.get', () => client.instances.get('inst_does_not_exist')],
     ['instances.exec', () => client.instances.exec('inst_does_not_exist', { command: 'true' })],
     ['instances.stop', () => client.instances.stop('inst_does_not_exist')],
@@ -141,10 +159,7 @@ describe('endpoints not on the server yet surface its answer', () => {
 
   // Lists have no id: they are expected to succeed once the server has them,
   // so either outcome is accepted, but never a fake empty answer.
-  const lists: Array<[string, () => Promise<unknown>]> = [
-    ['snapshots.list', () => client.snapshots.list()],
-    ['instances.list', () => client.instances.list()],
-  ];
+  const lists: Array<[string, () => Promise<unknown>]> = [['instances.list', () => client.instances.list()]];
   for (const [name, call] of lists) {
     test(name, async () => {
       try {

@@ -18,7 +18,7 @@ after(async () => {
   await server?.stop();
 });
 
-test('the seed README example: execute runs; snapshot/branch surface the server answer', { timeout: 120_000 }, () => {
+test('the seed README example: execute, snapshot, branch', { timeout: 120_000 }, () => {
   const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'seed.js');
   const run = spawnSync(process.execPath, [script], {
     env: { ...process.env, FAAS_API_KEY: server.adminKey, FAAS_ENDPOINT: server.endpoint },
@@ -26,19 +26,18 @@ test('the seed README example: execute runs; snapshot/branch surface the server 
     timeout: 100_000,
   });
   const said = `exit ${run.status}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
+  assert.equal(run.status, 0, said);
+  assert.equal(run.stderr, '', said);
   assert.match(run.stdout, /^execute: succeeded "Hello World\\n"$/m, said);
-  if (run.status === 0) {
-    // Snapshots and branches have landed on the server: the whole example ran.
-    assert.match(run.stdout, /^snapshot: \S+$/m, said);
-    assert.match(run.stdout, /^branch: /m, said);
-  } else {
-    // Not yet: createSnapshot rejected with the server's answer as a FaaSError.
-    assert.equal(run.status, 1, said);
-    assert.match(run.stderr, /FaaSError: .+/, said);
-    assert.match(run.stderr, /status: (404|501)/, said);
-    assert.match(run.stderr, /request: 'POST \/api\/v1\/snapshots'/, said);
-    assert.doesNotMatch(run.stdout, /^snapshot:/m, said);
-  }
+  assert.match(run.stdout, /^snapshot: snap_\S+$/m, said);
+  const line = run.stdout.split('\n').find((l) => l.startsWith('branch: '));
+  assert.ok(line, said);
+  const branch = JSON.parse(line.slice('branch: '.length)) as Record<string, unknown>;
+  assert.equal(branch['stdout'], 'Branch 1\n', said);
+  assert.equal(branch['status'], 'succeeded', said);
+  assert.equal(branch['mode'], 'branched', said);
+  assert.ok(typeof branch['branchId'] === 'string' && branch['branchId'] !== '', said);
+  assert.equal(branch['parentSnapshot'], /^snapshot: (\S+)$/m.exec(run.stdout)![1], said);
 });
 
 test('the seed README streaming example: output events, then complete', { timeout: 120_000 }, () => {

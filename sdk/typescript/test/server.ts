@@ -3,8 +3,10 @@
 //
 // Needs root and bin/faas, bin/faas-agent, bin/runsc (build them as the main
 // README says). Without them the tests fail with a message saying what to do;
-// they never skip. FAAS_TEST_ENDPOINT + FAAS_TEST_API_KEY (an admin key) point
-// the tests at a server that is already running instead.
+// they never skip. FAAS_TEST_BIN_DIR names another directory holding faas and
+// faas-agent (default: bin/ of the repository; FAAS_RUNSC another runsc).
+// FAAS_TEST_ENDPOINT + FAAS_TEST_API_KEY (an admin key) point the tests at a
+// server that is already running instead.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -71,8 +73,9 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
     throw new Error('the SDK tests start a real faas server that runs gVisor sandboxes, which needs root: run them as root');
   }
   const root = repoRoot();
-  const faas = join(root, 'bin', 'faas');
-  const agent = join(root, 'bin', 'faas-agent');
+  const binDir = process.env['FAAS_TEST_BIN_DIR'] || join(root, 'bin');
+  const faas = join(binDir, 'faas');
+  const agent = join(binDir, 'faas-agent');
   const runsc = process.env['FAAS_RUNSC'] || join(root, 'bin', 'runsc');
   for (const [path, how] of [
     [faas, 'CGO_ENABLED=0 go build -o bin/faas ./cmd/faas'],
