@@ -362,7 +362,6 @@ def test_branches_create_with_options(client: FaaSClient, cleanup: Cleanup) -> N
 # --- merge -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="merge not on server yet", strict=False)
 def test_merge_branches(client: FaaSClient, cleanup: Cleanup) -> None:
     r = checkpointed(client, cleanup, "import os\nopen('/workspace/base.txt', 'w').write('base')")
     snap = r.snapshot_id or ""

@@ -355,6 +355,8 @@ export interface Session {
   executions: number;
   memoryMb: number;
   cpuCores: number;
+  /** Memory the session's sandbox holds now, in MiB (measured at each call). */
+  memoryUsedMb: number;
   /** RFC 3339. */
   createdAt: string;
   lastUsedAt: string;
