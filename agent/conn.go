@@ -21,13 +21,14 @@ type Conn struct {
 	w *FrameWriter
 	r *FrameReader
 
-	mu     sync.Mutex
-	nextID uint32
-	execs  map[uint32]*pending
-	dones  map[uint32]chan Done
-	ready  map[string]chan Ready
-	err    error // set once the read loop ends
-	done   chan struct{}
+	mu      sync.Mutex
+	nextID  uint32
+	execs   map[uint32]*pending
+	dones   map[uint32]chan Done
+	ready   map[string]chan Ready
+	tunnels map[uint32]*Tunnel
+	err     error // set once the read loop ends
+	done    chan struct{}
 
 	// Logf receives the agent's diagnostic log lines; nil drops them.
 	Logf func(format string, args ...any)
@@ -49,12 +50,13 @@ type pending struct {
 // NewConn starts a connection that reads frames from r and writes them to w.
 func NewConn(r io.Reader, w io.Writer) *Conn {
 	c := &Conn{
-		w:     NewFrameWriter(w),
-		r:     NewFrameReader(r),
-		execs: make(map[uint32]*pending),
-		dones: make(map[uint32]chan Done),
-		ready: make(map[string]chan Ready),
-		done:  make(chan struct{}),
+		w:       NewFrameWriter(w),
+		r:       NewFrameReader(r),
+		execs:   make(map[uint32]*pending),
+		dones:   make(map[uint32]chan Done),
+		ready:   make(map[string]chan Ready),
+		tunnels: make(map[uint32]*Tunnel),
+		done:    make(chan struct{}),
 	}
 	go c.readLoop()
 	return c
@@ -116,6 +118,31 @@ func (c *Conn) dispatch(f Frame) {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- d
+		}
+	case FrameTunnelReady, FrameTunnelData, FrameTunnelClose:
+		c.mu.Lock()
+		t := c.tunnels[f.ID]
+		c.mu.Unlock()
+		if t == nil {
+			return
+		}
+		switch f.Type {
+		case FrameTunnelReady:
+			var d Done
+			if json.Unmarshal(f.Payload, &d) != nil {
+				d.Error = "malformed answer from agent"
+			}
+			select {
+			case t.ready <- d:
+			default:
+			}
+		case FrameTunnelData:
+			select {
+			case t.data <- f.Payload:
+			case <-t.closed():
+			}
+		case FrameTunnelClose:
+			t.end()
 		}
 	case FrameLog:
 		if c.Logf != nil {

@@ -46,6 +46,18 @@ const (
 	// new; answered by Done.
 	FrameReset FrameType = 7
 
+	// FrameResize changes the terminal size of an execution with a PTY (JSON
+	// Winsize); no answer.
+	FrameResize FrameType = 8
+	// FrameTunnelOpen asks the agent to connect to a TCP port on the sandbox's
+	// loopback (JSON TunnelOpen), for a tunnel of the frame's id; answered by
+	// FrameTunnelReady. FrameTunnelData carries bytes and FrameTunnelClose ends a
+	// tunnel, in both directions (payload "w": no more data from the sender, the
+	// other direction goes on; empty: the tunnel is closed).
+	FrameTunnelOpen  FrameType = 9
+	FrameTunnelData  FrameType = 10
+	FrameTunnelClose FrameType = 11
+
 	FrameReady   FrameType = 64
 	FrameStarted FrameType = 65
 	FrameStdout  FrameType = 66
@@ -53,7 +65,27 @@ const (
 	FrameExit    FrameType = 68
 	FrameLog     FrameType = 69
 	FrameDone    FrameType = 70
+	// FrameTunnelReady answers FrameTunnelOpen (JSON Done: Error says why not).
+	FrameTunnelReady FrameType = 71
 )
+
+// Winsize is a terminal size.
+type Winsize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// PTY asks for an execution on a pseudo-terminal: its stdin, stdout and stderr
+// are the terminal, so its output all comes as stdout.
+type PTY struct {
+	Winsize
+	Term string `json:"term,omitempty"` // TERM; default xterm-256color
+}
+
+// TunnelOpen asks for a TCP connection to a port on the sandbox's loopback.
+type TunnelOpen struct {
+	Port int `json:"port"`
+}
 
 const headerSize = 9
 
@@ -209,6 +241,11 @@ type ExecRequest struct {
 	MaxOpenFiles int `json:"max_open_files"`
 	// MaxFileBytes caps the size of any one file the process writes; 0: no cap.
 	MaxFileBytes int64 `json:"max_file_bytes"`
+	// PTY, when set, runs the process on a pseudo-terminal of that size.
+	PTY *PTY `json:"pty,omitempty"`
+	// KeepBackground lets what the process started in the background run on
+	// after it exits (for long-lived sandboxes); its output stops being read.
+	KeepBackground bool `json:"keep_background,omitempty"`
 }
 
 // Started reports that the process runs.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // Version identifies the agent build; the host logs it.
@@ -49,6 +51,9 @@ type Server struct {
 	zygoteMu sync.Mutex
 	zygotes  map[string]*zygote
 
+	tunnelMu sync.Mutex
+	tunnels  map[uint32]*tunnel
+
 	sessionMu   sync.Mutex
 	sessions    map[string]*session // by name
 	nextSession atomic.Uint64
@@ -73,6 +78,7 @@ type process struct {
 	// stdinClosed is set once StdinClose was handled. Guarded by Server.execMu.
 	stdinClosed bool
 	exited      chan waitResult
+	pty         *os.File // the terminal's master side, when the request has a PTY
 	killMu      sync.Mutex
 	timeout     bool
 	killed      bool
@@ -95,6 +101,7 @@ func Serve(r io.Reader, w io.Writer) error {
 		reported:   make(map[int]bool),
 		zygotes:    make(map[string]*zygote),
 		sessions:   make(map[string]*session),
+		tunnels:    make(map[uint32]*tunnel),
 	}
 	s.cgroups = setupCgroups() == nil
 	sigs := make(chan os.Signal, 1)
@@ -179,6 +186,20 @@ func (s *Server) handle(f Frame) {
 			}
 			s.sendJSON(FrameDone, f.ID, d)
 		}()
+	case FrameResize:
+		var ws Winsize
+		s.execMu.Lock()
+		p := s.execs[f.ID]
+		s.execMu.Unlock()
+		if p != nil && json.Unmarshal(f.Payload, &ws) == nil {
+			p.killMu.Lock()
+			if p.pty != nil {
+				_ = pty.Setsize(p.pty, &pty.Winsize{Rows: ws.Rows, Cols: ws.Cols})
+			}
+			p.killMu.Unlock()
+		}
+	case FrameTunnelOpen, FrameTunnelData, FrameTunnelClose:
+		s.tunnelFrame(f)
 	case FrameKill:
 		s.execMu.Lock()
 		p := s.execs[f.ID]
@@ -296,6 +317,10 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		}
 	}
 	var stdinW *os.File
+	if req.PTY != nil {
+		s.launchPTY(p, argv0, fail)
+		return
+	}
 	if req.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -477,9 +502,12 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	var wg sync.WaitGroup
 	var outN, errN int64
 	var outTrunc, errTrunc bool
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); outN, outTrunc = s.pump(p, FrameStdout, outR) }()
-	go func() { defer wg.Done(); errN, errTrunc = s.pump(p, FrameStderr, errR) }()
+	if errR != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errN, errTrunc = s.pump(p, FrameStderr, errR) }()
+	}
 
 	var timer <-chan time.Time
 	if p.req.TimeoutMS > 0 {
@@ -499,20 +527,28 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	}
 	elapsed := time.Since(p.start)
 	// The execution ends with its main process: whatever it left running goes too,
-	// so nothing holds the output pipes open or outlives the request.
-	s.killTree(p)
+	// so nothing holds the output pipes open or outlives the request, unless the
+	// request keeps it (then its output is read no longer).
+	grace := 2 * time.Second
+	if p.req.KeepBackground {
+		grace = 200 * time.Millisecond
+	} else {
+		s.killTree(p)
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
-		outR.Close()
-		errR.Close()
+	case <-time.After(grace):
+		closeFiles(outR, errR)
 		<-done
 	}
-	outR.Close()
-	errR.Close()
-	s.removeCgroup(p)
+	closeFiles(outR, errR)
+	if p.req.KeepBackground {
+		_ = os.Remove(p.cgroup) // only if nothing is left in it
+	} else {
+		s.removeCgroup(p)
+	}
 
 	st := ExitStatus{
 		UserMS:          tvMS(res.rusage.Utime),
@@ -541,6 +577,15 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	delete(s.execs, p.id)
 	s.execMu.Unlock()
 	s.sendJSON(FrameExit, p.id, st)
+}
+
+// closeFiles closes the files that are not nil.
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 func tvMS(tv syscall.Timeval) int64 { return tv.Sec*1000 + int64(tv.Usec)/1000 }

@@ -3,6 +3,7 @@ package gvisor_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,4 +221,56 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// TestPTYAndTunnel runs a shell on a terminal, and reaches a web server left
+// running in the background through a tunnel (the sandbox has no network).
+func TestPTYAndTunnel(t *testing.T) {
+	d := newDriver(t)
+	ctx := context.Background()
+	sb, err := d.Create(ctx, sandbox.Spec{MemoryMB: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+
+	var out buf
+	e, err := sb.Agent().Start(agent.ExecRequest{Argv: []string{"/bin/sh", "-c", "tty; stty size"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/", UID: 1000, GID: 1000,
+		PTY: &agent.PTY{Winsize: agent.Winsize{Rows: 40, Cols: 132}}}, agent.Output{Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.Wait(ctx); err != nil || st.ExitCode != 0 || !strings.HasPrefix(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "40 132") {
+		t.Fatalf("tty on a PTY: %q %+v %v", out.String(), st, err)
+	}
+
+	e, err = sb.Agent().Start(agent.ExecRequest{Argv: []string{"/bin/sh", "-c", "cd /tmp && echo hello > index.html && python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &"},
+		Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/", UID: 1000, GID: 1000, KeepBackground: true}, agent.Output{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.Wait(ctx); err != nil || st.ExitCode != 0 {
+		t.Fatalf("starting the server: %+v %v", st, err)
+	}
+	if _, err := sb.Agent().Dial(ctx, 8001); err == nil || !strings.Contains(err.Error(), "nothing listens") {
+		t.Errorf("dial of a closed port: %v", err)
+	}
+	var tun *agent.Tunnel
+	for range 100 {
+		if tun, err = sb.Agent().Dial(ctx, 8000); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	if _, err := tun.Write([]byte("GET /index.html HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := io.ReadAll(tun)
+	if err != nil || !strings.HasPrefix(string(resp), "HTTP/1.0 200") || !strings.HasSuffix(string(resp), "hello\n") {
+		t.Fatalf("through the tunnel: %q %v", resp, err)
+	}
 }
