@@ -56,6 +56,12 @@ func toAPIError(err error) *apiError {
 		return newError(http.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, store.ErrConflict):
 		return newError(http.StatusConflict, "conflict", "already exists")
+	case errors.Is(err, engine.ErrUnprocessable):
+		return newError(http.StatusUnprocessableEntity, "unprocessable", err.Error())
+	case errors.Is(err, engine.ErrConflict):
+		return newError(http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, engine.ErrUnreachable):
+		return newError(http.StatusBadGateway, "unreachable", err.Error())
 	case errors.Is(err, engine.ErrBroken):
 		return newError(http.StatusConflict, "snapshot_broken", err.Error())
 	case errors.Is(err, engine.ErrQuota):

@@ -44,6 +44,7 @@ type ExecuteRequest struct {
 type resources struct {
 	CPUCores *number `json:"cpu_cores"`
 	MemoryMB *number `json:"memory_mb"`
+	DiskMB   *number `json:"disk_mb"` // instances only
 }
 
 // number is a JSON number kept as float64 (so 1e3 and 1000.0 are accepted).

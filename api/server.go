@@ -7,7 +7,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/faas-platform/faas/engine"
 	"github.com/faas-platform/faas/store"
@@ -25,6 +28,17 @@ type Server struct {
 	mux       *http.ServeMux
 	limiter   *rateLimiter
 	heartbeat time.Duration
+
+	ssh          *SSHInfo
+	publicURL    string
+	exposeDomain string
+}
+
+// SSHInfo says where the SSH gateway listens, for the ssh endpoint's answers.
+type SSHInfo struct {
+	Host    string // "" means the host the API request came to
+	Port    int
+	HostKey ssh.PublicKey
 }
 
 // Config configures the API server.
@@ -34,7 +48,15 @@ type Config struct {
 	RateLimit RateLimit
 	// Heartbeat is how often an idle stream gets a heartbeat frame (default 15 s).
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// SSH is the SSH gateway; nil when the server runs none.
+	SSH *SSHInfo
+	// PublicURL is the server's URL as clients reach it (for the URLs of exposed
+	// ports); "" means the scheme and host of each request.
+	PublicURL string
+	// ExposeDomain, when set, routes requests for {name}-{instance}.{domain} to
+	// the instance's exposed port.
+	ExposeDomain string
+	Logger       *slog.Logger
 }
 
 // New returns the API server for an engine and a store.
@@ -43,7 +65,8 @@ func New(e *engine.Engine, st *store.Store, cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit), heartbeat: cfg.Heartbeat}
+	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit), heartbeat: cfg.Heartbeat,
+		ssh: cfg.SSH, publicURL: cfg.PublicURL, exposeDomain: strings.ToLower(strings.Trim(cfg.ExposeDomain, "."))}
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second
 	}
@@ -68,6 +91,27 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/sessions", s.authenticate(ScopeExecute, s.listSessions))
 	s.handle("GET /api/v1/sessions/{id}", s.authenticate(ScopeExecute, s.getSession))
 	s.mux.HandleFunc("DELETE /api/v1/sessions/{id}", s.authenticate(ScopeExecute, s.deleteSession))
+	s.handle("POST /api/v1/instances", s.authenticate(ScopeInstances, s.createInstance))
+	s.mux.HandleFunc("GET /api/v1/instances", s.authenticate(ScopeInstances, s.listInstances))
+	s.handle("GET /api/v1/instances/{id}", s.authenticate(ScopeInstances, s.getInstance))
+	s.mux.HandleFunc("DELETE /api/v1/instances/{id}", s.authenticate(ScopeInstances, s.deleteInstance))
+	s.handle("POST /api/v1/instances/{id}/exec", s.authenticate(ScopeInstances, s.execInstance))
+	s.handle("POST /api/v1/instances/{id}/stop", s.authenticate(ScopeInstances, s.instanceAction((*engine.Engine).StopInstance)))
+	s.handle("POST /api/v1/instances/{id}/start", s.authenticate(ScopeInstances, s.instanceAction((*engine.Engine).StartInstance)))
+	s.handle("POST /api/v1/instances/{id}/pause", s.authenticate(ScopeInstances, s.instanceAction((*engine.Engine).PauseInstance)))
+	s.handle("POST /api/v1/instances/{id}/resume", s.authenticate(ScopeInstances, s.instanceAction((*engine.Engine).ResumeInstance)))
+	s.handle("GET /api/v1/instances/{id}/ssh", s.authenticate(ScopeInstances, s.sshInfo))
+	s.handle("POST /api/v1/instances/{id}/expose", s.authenticate(ScopeInstances, s.expose))
+	s.handle("DELETE /api/v1/instances/{id}/expose/{name}", s.authenticate(ScopeInstances, s.unexpose))
+	s.handle("PUT /api/v1/instances/{id}/files", s.authenticate(ScopeInstances, s.uploadFile))
+	s.mux.HandleFunc("GET /api/v1/instances/{id}/files", s.authenticate(ScopeInstances, s.download))
+	s.handle("POST /api/v1/instances/{id}/files/archive", s.authenticate(ScopeInstances, s.uploadArchive(false)))
+	s.handle("POST /api/v1/instances/{id}/sync", s.authenticate(ScopeInstances, s.uploadArchive(true)))
+	s.handle("GET /api/v1/instances/{id}/terminal", s.authenticate(ScopeInstances, s.terminal))
+	for _, name := range engine.DevServiceNames() {
+		s.handle("POST /api/v1/instances/{id}/"+name, s.authenticate(ScopeInstances, s.devServer(name)))
+	}
+	s.mux.HandleFunc("/p/{id}/{name}/{rest...}", s.proxyPath)
 	s.handle("POST /api/v1/prewarm", s.authenticate(ScopeExecute, s.prewarm))
 	s.handle("GET /api/v1/pools", s.authenticate(ScopeExecute, s.pools))
 	s.handle("GET /api/v1/usage", s.authenticate(ScopeAny, s.usage))
@@ -89,6 +133,13 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 		w.Header().Set("Allow", method)
 		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+"; use "+method))
 	})
+}
+
+func largeBody(p string) bool {
+	if strings.HasPrefix(p, "/p/") {
+		return true
+	}
+	return strings.HasPrefix(p, "/api/v1/instances/") && (strings.HasSuffix(p, "/files") || strings.HasSuffix(p, "/files/archive") || strings.HasSuffix(p, "/sync"))
 }
 
 func cutSpace(s string) (string, string, bool) {
@@ -113,7 +164,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
 	}()
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	if s.proxyByHost(w, r) {
+		return
+	}
+	// File transfers and proxied requests bound their own bodies.
+	if !largeBody(r.URL.Path) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

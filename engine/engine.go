@@ -48,6 +48,11 @@ type Config struct {
 	MaxWarmMemoryMB int
 	// SnapshotDir holds snapshot images (see RecoverSnapshots).
 	SnapshotDir string
+	// InstanceDir holds what instances keep on disk (paused state, saved files).
+	InstanceDir string
+	// InstanceMeterInterval is how often running instances' usage is recorded
+	// (and idle ones paused); 0 means a minute.
+	InstanceMeterInterval time.Duration
 	// BranchStock is how many sandboxes are restored ahead of demand from each new
 	// snapshot (see branchStock); BranchStockMax bounds them over all snapshots.
 	BranchStock    int
@@ -72,9 +77,10 @@ type Engine struct {
 	quotas *quotas
 	lives  *lives
 
-	sessions sessions
-	branches *branchStock
-	verified sync.Map // ids of snapshots whose image this process has hashed
+	sessions  sessions
+	branches  *branchStock
+	instances instances
+	verified  sync.Map // ids of snapshots whose image this process has hashed
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -104,8 +110,13 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	}
 	e.sessions = sessions{m: make(map[string]*session), byExec: make(map[string]*session)}
 	e.branches = newBranchStock(e)
-	e.bg.Add(1)
+	e.instances = instances{m: make(map[string]*instance)}
+	if e.cfg.InstanceMeterInterval <= 0 {
+		e.cfg.InstanceMeterInterval = time.Minute
+	}
+	e.bg.Add(2)
 	go e.reapSessions()
+	go e.superviseInstances()
 	return e
 }
 
@@ -124,6 +135,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	e.pauseAllInstances(ctx)
 	e.cancel()
 	e.closeSessions()
 	e.branches.close()
@@ -374,6 +386,9 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 func (e *Engine) record(rec store.Execution, req *Request, res *Result, runErr error) (*Result, error) {
 	res.ExecutionID, res.Mode, res.Language = rec.ID, req.Mode, req.Language
 	res.CostMicroUSD = Price(req.Mode, res.CPUTime, res.MemoryPeakBytes, res.Duration)
+	if req.Mode == ModePersistent {
+		res.CostMicroUSD = 0 // an instance is billed by the second it runs (see meter)
+	}
 
 	// The record is written before anyone hears of the end: billed work is never lost.
 	fin := rec
@@ -462,6 +477,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	if req.kernel != "" {
 		er.Session, er.Language, er.Code, er.Argv, er.Stdin = "main", req.kernel, req.kernelCode, nil, false
 	}
+	er.KeepBackground = req.keepBackground
 	ex, err := sb.Agent().Start(er, agent.Output{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)

@@ -75,3 +75,9 @@ func environment(r *Request) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Environment is the environment of a process started for a client (a shell or
+// command in an instance): the sane defaults, then extra.
+func Environment(extra map[string]string) []string {
+	return environment(&Request{Env: extra})
+}

@@ -59,6 +59,8 @@ type Request struct {
 	// kernel and kernelCode are set by the engine for a run in a session: the
 	// agent's kernel and the code it runs (TypeScript compiled).
 	kernel, kernelCode string
+	// keepBackground lets background processes outlive the execution (instances).
+	keepBackground bool
 
 	// InstanceID names a persistent instance, which this version does not serve:
 	// a request that sets it is refused rather than silently run another way.
@@ -306,4 +308,15 @@ func validID(id string) bool {
 		}
 	}
 	return true
+}
+
+// normalizeInstance validates an exec in an instance: an execution request
+// without a mode of its own.
+func (r *Request) normalizeInstance(l Limits) error {
+	r.Mode = ModeEphemeral
+	if err := r.normalize(l); err != nil {
+		return err
+	}
+	r.Mode = ModePersistent
+	return nil
 }

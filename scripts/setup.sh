@@ -4,7 +4,7 @@
 #   sudo scripts/setup.sh          # packages, runsc (pinned gVisor), bin/faas, bin/faas-agent
 #
 # Idempotent. It installs the Debian packages the sandboxes' "host" image serves
-# (python3, nodejs, bash) and the build needs, builds runsc from the gVisor module
+# (python3, nodejs, bash, sftp-server) and the build needs, builds runsc from the gVisor module
 # pinned in tools/runsc/go.mod (statically, CGO_ENABLED=0), then faas and its agent.
 # Set FAAS_SETUP_TEST=1 to also install what the test suite needs.
 set -euo pipefail
@@ -13,9 +13,12 @@ cd "$(dirname "$0")/.."
 log() { echo "setup: $*" >&2; }
 [[ $(id -u) -eq 0 ]] || { log "run as root: gVisor sandboxes need root (sudo scripts/setup.sh)"; exit 1; }
 
-packages=(ca-certificates git make python3 nodejs bash coreutils procps iproute2)
+# openssh-sftp-server runs inside instances for scp and sftp over the SSH gateway.
+packages=(ca-certificates git make python3 nodejs bash coreutils procps iproute2 openssh-sftp-server)
 if [[ ${FAAS_SETUP_TEST:-} == 1 ]]; then
-	packages+=(postgresql postgresql-client)
+	# The tests drive the SSH gateway with the OpenSSH client and start Jupyter in
+	# an instance.
+	packages+=(postgresql postgresql-client openssh-client jupyter-notebook)
 fi
 missing=()
 for p in "${packages[@]}"; do

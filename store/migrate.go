@@ -94,6 +94,34 @@ var migrations = []migration{
 			`CREATE INDEX snapshots_parent ON snapshots (parent_id)`,
 		},
 	},
+	{
+		version: 4,
+		name:    "instances",
+		stmts: []string{
+			`CREATE TABLE instances (
+				id           TEXT PRIMARY KEY,
+				account      TEXT NOT NULL,
+				key_id       TEXT NOT NULL,
+				name         TEXT NOT NULL,
+				image        TEXT NOT NULL,
+				language     TEXT NOT NULL,
+				memory_mb    BIGINT NOT NULL,
+				cpu_milli    BIGINT NOT NULL,
+				disk_mb      BIGINT NOT NULL,
+				enable_ssh   BIGINT NOT NULL,
+				state        TEXT NOT NULL,
+				error        TEXT NOT NULL,
+				idle_ttl_s   BIGINT NOT NULL,
+				auto_resume  BIGINT NOT NULL,
+				ssh_keys     TEXT NOT NULL,
+				exposures    TEXT NOT NULL,
+				created_at   BIGINT NOT NULL,
+				updated_at   BIGINT NOT NULL,
+				deleted_at   BIGINT
+			)`,
+			`CREATE INDEX instances_account_created ON instances (account, created_at)`,
+		},
+	},
 }
 
 // migrationLockID is the PostgreSQL advisory lock key that serialises

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"math"
+	"time"
 	"testing"
 )
 
@@ -68,5 +69,45 @@ func testSnapshots(t *testing.T, b backend) {
 	bs, err := s.SnapshotByteSeconds(ctx, "acct_a", ts(5), ts(30))
 	if want := float64(1<<20)*25 + float64(3<<20)*10; err != nil || math.Abs(bs-want) > 1 {
 		t.Errorf("byte-seconds = %v, want %v (%v)", bs, want, err)
+	}
+}
+
+func testInstances(t *testing.T, b backend) {
+	ctx := t.Context()
+	s := b.fresh(t).open(t)
+	in := Instance{ID: "i-1", Account: "acct_a", KeyID: "key_a", Name: "dev", Image: "host", Language: "python", MemoryMB: 512,
+		CPUMilli: 1000, DiskMB: 1024, EnableSSH: true, State: InstanceRunning, IdleTTL: 90 * time.Second, Exposures: "[]", CreatedAt: ts(0)}
+	if err := s.CreateInstance(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateInstance(ctx, in); !errors.Is(err, ErrConflict) {
+		t.Errorf("duplicate: %v", err)
+	}
+	got, err := s.GetInstance(ctx, "acct_a", "i-1")
+	if err != nil || !got.EnableSSH || got.IdleTTL != 90*time.Second || got.State != InstanceRunning || got.DiskMB != 1024 {
+		t.Fatalf("got %+v %v", got, err)
+	}
+	if _, err := s.GetInstance(ctx, "acct_b", "i-1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("other account: %v", err)
+	}
+	got.State, got.AutoResume, got.SSHKeys, got.Exposures = InstancePaused, true, "ssh-ed25519 AAAA x", `[{"name":"web"}]`
+	if err := s.UpdateInstance(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListInstances(ctx, "")
+	if err != nil || len(list) != 1 || list[0].State != InstancePaused || !list[0].AutoResume || list[0].SSHKeys != "ssh-ed25519 AAAA x" {
+		t.Errorf("list: %+v %v", list, err)
+	}
+	if err := s.DeleteInstance(ctx, "acct_b", "i-1", ts(5)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete by other: %v", err)
+	}
+	if err := s.DeleteInstance(ctx, "acct_a", "i-1", ts(5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateInstance(ctx, got); !errors.Is(err, ErrNotFound) {
+		t.Errorf("update after delete: %v", err)
+	}
+	if list, _ := s.ListInstances(ctx, "acct_a"); len(list) != 0 {
+		t.Errorf("deleted instance listed")
 	}
 }

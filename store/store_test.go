@@ -124,6 +124,7 @@ var cases = []struct {
 	{"KeyRateLimits", testKeyRateLimits},
 	{"Usage", testUsage},
 	{"Snapshots", testSnapshots},
+	{"Instances", testInstances},
 }
 
 func testKeyRateLimits(t *testing.T, b backend) {

@@ -107,6 +107,7 @@ func startBenchServer(ctx context.Context, o *benchOptions, tmp string, stock in
 	c.databaseURL = "" // SQLite in the temporary data directory
 	c.runsc, c.agent = o.runsc, o.agent
 	c.stock = stock
+	c.sshPort = 0 // no gateway: nothing measured needs it, and no fixed port to collide on
 	if stock == 0 {
 		c.branchStockMax = 0 // the cold server restores nothing ahead of demand either
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/faas-platform/faas/engine"
 	"github.com/faas-platform/faas/sandbox"
 	"github.com/faas-platform/faas/sandbox/gvisor"
+	"github.com/faas-platform/faas/sshgw"
 	"github.com/faas-platform/faas/store"
 )
 
@@ -49,6 +50,12 @@ type serveConfig struct {
 	sessionIdle time.Duration
 	// branchStock and branchStockMax: sandboxes restored ahead of demand.
 	branchStock, branchStockMax int
+	// sshPort is the SSH gateway's port (0: none); sshHost the host name handed
+	// out for it ("" : the API request's host).
+	sshPort int
+	sshHost string
+	// publicURL and exposeDomain: where clients reach exposed ports.
+	publicURL, exposeDomain string
 }
 
 func envOr(name, def string) string {
@@ -118,6 +125,10 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", envDuration("FAAS_SESSION_IDLE_TIMEOUT", engine.DefaultSessionIdleTimeout), "end sessions and branches idle this long (env FAAS_SESSION_IDLE_TIMEOUT)")
 	fs.IntVar(&c.branchStock, "branch-stock", envInt("FAAS_BRANCH_STOCK", 1), "sandboxes restored ahead of demand from each new snapshot, for fast branches (env FAAS_BRANCH_STOCK)")
 	fs.IntVar(&c.branchStockMax, "branch-stock-max", envInt("FAAS_BRANCH_STOCK_MAX", 8), "sandboxes restored ahead of demand over all snapshots; 0 turns it off (env FAAS_BRANCH_STOCK_MAX)")
+	fs.IntVar(&c.sshPort, "ssh-port", envInt("FAAS_SSH_PORT", 2222), "port of the SSH gateway to instances; 0: no gateway (env FAAS_SSH_PORT)")
+	fs.StringVar(&c.sshHost, "ssh-host", os.Getenv("FAAS_SSH_HOST"), "host name handed out for SSH; empty: the host the API was called on (env FAAS_SSH_HOST)")
+	fs.StringVar(&c.publicURL, "public-url", os.Getenv("FAAS_PUBLIC_URL"), "the server's URL as clients reach it, for exposed ports' URLs; empty: each request's (env FAAS_PUBLIC_URL)")
+	fs.StringVar(&c.exposeDomain, "expose-domain", envOr("FAAS_EXPOSE_DOMAIN", "localhost"), "requests for NAME-INSTANCE.DOMAIN go to the instance's exposed port NAME; \"none\" turns this off (env FAAS_EXPOSE_DOMAIN)")
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -211,6 +222,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		MaxWarmMemoryMB:    c.maxWarmMB,
 		Quota:              c.quota,
 		SnapshotDir:        filepath.Join(c.dataDir, "snapshots"),
+		InstanceDir:        filepath.Join(c.dataDir, "instances"),
 		SessionIdleTimeout: c.sessionIdle,
 		BranchStock:        c.branchStock,
 		BranchStockMax:     c.branchStockMax,
@@ -221,8 +233,37 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		driver.Close()
 		return fmt.Errorf("checking snapshots: %w", err)
 	}
+	if err := os.MkdirAll(filepath.Join(c.dataDir, "instances"), 0o700); err != nil {
+		return err
+	}
+	if err := eng.RecoverInstances(ctx); err != nil {
+		eng.Close(context.Background())
+		driver.Close()
+		return fmt.Errorf("recovering instances: %w", err)
+	}
+	var gateway *sshgw.Server
+	var sshInfo *api.SSHInfo
+	if c.sshPort > 0 {
+		gateway, err = sshgw.New(sshgw.Config{HostKeyPath: filepath.Join(c.dataDir, "ssh_host_ed25519_key"), Backend: sshBackend{eng}, Logger: log})
+		if err == nil {
+			var sln net.Listener
+			if sln, err = net.Listen("tcp", net.JoinHostPort(c.host, strconv.Itoa(c.sshPort))); err == nil {
+				go gateway.Serve(sln)
+				sshInfo = &api.SSHInfo{Host: c.sshHost, Port: sln.Addr().(*net.TCPAddr).Port, HostKey: gateway.HostKey()}
+			}
+		}
+		if err != nil {
+			eng.Close(context.Background())
+			driver.Close()
+			return fmt.Errorf("starting the SSH gateway: %w", err)
+		}
+	}
+	if c.exposeDomain == "none" {
+		c.exposeDomain = ""
+	}
 	srv := &http.Server{
-		Handler:           api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Heartbeat: c.heartbeat, Logger: log}),
+		Handler: api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Heartbeat: c.heartbeat, Logger: log,
+			SSH: sshInfo, PublicURL: c.publicURL, ExposeDomain: c.exposeDomain}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -247,6 +288,9 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownDur)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	if gateway != nil {
+		gateway.Close()
+	}
 	eng.Close(sctx)
 	if live := driver.Live(); live > 0 {
 		log.Warn("sandboxes still alive at shutdown are being removed", "count", live)

@@ -38,6 +38,8 @@ type Server struct {
 	Key     string // an admin key
 	DataDir string
 	Runsc   string
+	// SSHPort is the SSH gateway's port.
+	SSHPort int
 
 	t    testing.TB
 	cmd  *exec.Cmd
@@ -173,13 +175,14 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 		t.Cleanup(func() { os.RemoveAll(dataDir) })
 	}
-	s := &Server{Key: RandomKey(), DataDir: dataDir, Runsc: runsc, t: t}
+	s := &Server{Key: RandomKey(), DataDir: dataDir, Runsc: runsc, t: t, SSHPort: freePort(t)}
 	s.env = append(os.Environ(),
 		"FAAS_DATA_DIR="+dataDir,
 		"FAAS_API_KEY="+s.Key,
 		"FAAS_RUNSC="+runsc,
 		"FAAS_AGENT="+filepath.Join(bin, "faas-agent"),
 		"FAAS_HOST=127.0.0.1",
+		"FAAS_SSH_PORT="+strconv.Itoa(s.SSHPort),
 		"FAAS_LOG_LEVEL=debug",
 	)
 	s.env = append(s.env, opts.Env...)

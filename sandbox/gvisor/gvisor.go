@@ -6,6 +6,7 @@ package gvisor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -241,8 +242,8 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 		return nil, err
 	}
 	overlay := "--overlay2=root:memory"
-	if d.cfg.WritableLayerMB > 0 {
-		overlay += ",size=" + strconv.Itoa(d.cfg.WritableLayerMB) + "m"
+	if disk := cmp.Or(spec.DiskMB, d.cfg.WritableLayerMB); disk > 0 {
+		overlay += ",size=" + strconv.Itoa(disk) + "m"
 	}
 	args := []string{overlay, "run", "--detach", "--bundle=" + bundle, id}
 	if imageDir != "" {
