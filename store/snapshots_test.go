@@ -3,8 +3,8 @@ package store
 import (
 	"errors"
 	"math"
-	"time"
 	"testing"
+	"time"
 )
 
 func testSnapshots(t *testing.T, b backend) {
