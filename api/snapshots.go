@@ -74,6 +74,7 @@ type createSnapshotRequest struct {
 	ContainerID string `json:"container_id"`
 	SessionID   string `json:"session_id"`
 	BranchID    string `json:"branch_id"`
+	InstanceID  string `json:"instance_id"`
 	Name        string `json:"name"`
 }
 
@@ -84,7 +85,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalFrom(r.Context())
-	req := engine.SnapshotRequest{Account: p.Account, KeyID: p.KeyID, ExecutionID: body.ExecutionID, SessionID: body.SessionID, Name: body.Name}
+	req := engine.SnapshotRequest{Account: p.Account, KeyID: p.KeyID, ExecutionID: body.ExecutionID, SessionID: body.SessionID, InstanceID: body.InstanceID, Name: body.Name}
 	if req.ExecutionID == "" {
 		req.ExecutionID = body.ContainerID
 	}

@@ -182,6 +182,12 @@ func TestInstanceLifecycle(t *testing.T) {
 	// A terminal over WebSocket.
 	terminalCheck(t, s, id)
 
+	// A snapshot of the running instance restores into a session with its state.
+	snap := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/snapshots", map[string]any{"instance_id": id})
+	if out := runIn(t, s, map[string]any{"snapshot_id": snap["id"], "code": "print(counter, open('/workspace/f.txt').read().strip())"}); str(out["stdout"]) != "2 hi\n" {
+		t.Errorf("session from an instance's snapshot: %v", out)
+	}
+
 	// Another account sees none of it.
 	other := s.NewKey(context.Background(), "instances", "execute")
 	for _, c := range []struct{ method, path string }{

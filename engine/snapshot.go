@@ -56,6 +56,7 @@ type SnapshotRequest struct {
 	KeyID       string
 	SessionID   string
 	ExecutionID string
+	InstanceID  string
 	Name        string
 }
 
@@ -66,14 +67,16 @@ func (e *Engine) CreateSnapshot(ctx context.Context, r SnapshotRequest) (store.S
 	var s *session
 	var err error
 	switch {
-	case r.SessionID != "" && r.ExecutionID != "":
-		return store.Snapshot{}, invalid("give session_id or execution_id, not both")
+	case (r.SessionID != "") && (r.ExecutionID != "" || r.InstanceID != "") || r.ExecutionID != "" && r.InstanceID != "":
+		return store.Snapshot{}, invalid("give one of session_id, execution_id or instance_id")
+	case r.InstanceID != "":
+		return e.snapshotInstance(ctx, r)
 	case r.SessionID != "":
 		s, err = e.lookupSession(r.Account, r.SessionID)
 	case r.ExecutionID != "":
 		s, err = e.sessionOf(r.Account, r.ExecutionID)
 	default:
-		return store.Snapshot{}, invalid("execution_id or session_id is required: the session to snapshot")
+		return store.Snapshot{}, invalid("execution_id, session_id or instance_id is required: what to snapshot")
 	}
 	if err != nil {
 		return store.Snapshot{}, err
@@ -371,4 +374,21 @@ func (e *Engine) RecoverSnapshots(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// snapshotInstance checkpoints a running instance (which runs on) into a snapshot;
+// restoring it gives a session (or, with POST /api/v1/instances, an instance)
+// with the instance's memory, processes and files.
+func (e *Engine) snapshotInstance(ctx context.Context, r SnapshotRequest) (store.Snapshot, error) {
+	in, err := e.lockInstance(r.Account, r.InstanceID)
+	if err != nil {
+		return store.Snapshot{}, err
+	}
+	defer in.mu.Unlock()
+	if in.rec.State != store.InstanceRunning {
+		return store.Snapshot{}, notRunning(in)
+	}
+	spec := in.spec()
+	s := &session{id: in.rec.ID, account: in.rec.Account, language: in.rec.Language, kernel: sessionLanguages[in.rec.Language], spec: spec, b: in.b}
+	return e.checkpoint(ctx, s, r.KeyID, "", r.Name)
 }
