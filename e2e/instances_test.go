@@ -297,6 +297,25 @@ func sshCheck(t *testing.T, s *testserver.Server, id string) {
 	if out := instExec(t, s, id, map[string]any{"command": "cat /workspace/up.txt"}); str(out["stdout"]) != "copied over scp\n" {
 		t.Errorf("file copied with scp: %v", out)
 	}
+	// The CLI: ssh-info saves a key; ssh runs the system client with one.
+	home := t.TempDir()
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(testserver.Binaries(t), "faas"), args...)
+		cmd.Env = append(os.Environ(), "FAAS_ENDPOINT="+s.URL, "FAAS_API_KEY="+s.Key, "HOME="+home)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := cli("instances", "ssh-info", id); err != nil || !strings.Contains(out, "port "+port) || !strings.Contains(out, "user "+id) {
+		t.Errorf("faas instances ssh-info: %v %s", err, out)
+	}
+	if st, err := os.Stat(filepath.Join(home, ".faas", "ssh", id, "id_ed25519")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("saved key: %v", err)
+	}
+	if out, err := cli("instances", "ssh", id, "echo via-cli; exit 3"); !strings.Contains(out, "via-cli") {
+		t.Errorf("faas instances ssh: %v %s", err, out)
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Errorf("faas instances ssh exit: %v", err)
+	}
 	// A key not handed out for this instance is refused.
 	other := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"enable_ssh": true})
 	defer mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/instances/"+str(other["id"]), nil)

@@ -26,6 +26,7 @@ func commands() []command {
 		{"serve", "run the API server", runServe},
 		{"run", "run code in a sandbox through a server", runRun},
 		{"keys", "create, list and revoke API keys (admin)", runKeys},
+		{"instances", "manage persistent instances; ssh into them", runInstances},
 		{"usage", "show this billing period's usage and bill", runUsageReport},
 		{"bench", "measure latency against baselines", runBench},
 		{"version", "print the version", runVersion},

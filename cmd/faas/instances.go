@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/faas-platform/faas/client"
+)
+
+const instancesUsage = `usage: faas instances create [--name N] [--language L] [--memory-mb M] [--disk-mb D] [--ssh] [--snapshot ID]
+       faas instances list
+       faas instances get|pause|resume|stop|start|delete ID
+       faas instances exec ID COMMAND...
+       faas instances expose ID PORT [--name N] [--public]
+       faas instances ssh-info ID
+       faas instances ssh ID [COMMAND...]
+
+Manages persistent instances. ssh-info prints where to connect and saves a new key
+for the instance under ~/.faas/ssh/; ssh connects with the system's ssh client
+(the instance must be created with --ssh).`
+
+// runInstances is `faas instances`.
+func runInstances(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{instancesUsage}
+	}
+	fs := flag.NewFlagSet("instances "+args[0], flag.ContinueOnError)
+	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
+	apiKey := fs.String("api-key", "", "API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	name := fs.String("name", "", "instance name (create) or exposure name (expose)")
+	language := fs.String("language", "", "the instance's language (create)")
+	memory := fs.Int("memory-mb", 0, "memory limit (create)")
+	disk := fs.Int("disk-mb", 0, "disk limit (create)")
+	withSSH := fs.Bool("ssh", false, "allow SSH (create)")
+	snapshot := fs.String("snapshot", "", "start from this snapshot (create)")
+	public := fs.Bool("public", false, "reachable without a key (expose)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	key := *apiKey
+	if key == "" {
+		key = defaultAPIKey()
+	}
+	c := newClient(*endpoint, key)
+	needID := func(n int) (string, error) {
+		if fs.NArg() < n {
+			return "", usageError{instancesUsage}
+		}
+		return fs.Arg(0), nil
+	}
+	fail := func(err error) error { return explainClientError(err, *endpoint, key) }
+	switch cmd := args[0]; cmd {
+	case "create":
+		req := client.InstanceRequest{Name: *name, Language: *language, DiskMB: *disk, EnableSSH: *withSSH, SnapshotID: *snapshot}
+		if *memory > 0 {
+			req.Resources = &client.Resources{MemoryMB: *memory}
+		}
+		in, err := c.CreateInstance(ctx, req)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(in.ID)
+	case "list":
+		list, err := c.ListInstances(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSTATE\tLANGUAGE\tMEMORY\tSSH\tCREATED")
+		for _, in := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d MB\t%v\t%s\n", in.ID, in.Name, in.State, in.Language, in.Resources.MemoryMB, in.EnableSSH, in.CreatedAt.Format("2006-01-02 15:04"))
+		}
+		return tw.Flush()
+	case "get", "pause", "resume", "stop", "start":
+		id, err := needID(1)
+		if err != nil {
+			return err
+		}
+		var in *client.Instance
+		if cmd == "get" {
+			in, err = c.GetInstance(ctx, id)
+		} else {
+			in, err = c.InstanceAction(ctx, id, cmd)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("%s %s%s\n", in.ID, in.State, map[bool]string{true: " (" + in.Error + ")"}[in.Error != ""])
+	case "delete":
+		id, err := needID(1)
+		if err != nil {
+			return err
+		}
+		if err := c.DeleteInstance(ctx, id); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(os.Stderr, "deleted %s\n", id)
+	case "exec":
+		id, err := needID(2)
+		if err != nil {
+			return err
+		}
+		res, err := c.ExecInstance(ctx, id, client.ExecuteRequest{Command: strings.Join(fs.Args()[1:], " ")})
+		if err != nil {
+			return fail(err)
+		}
+		os.Stdout.WriteString(res.Stdout)
+		os.Stderr.WriteString(res.Stderr)
+		if res.ExitCode != 0 {
+			return exitError{code: res.ExitCode}
+		}
+	case "expose":
+		id, err := needID(2)
+		if err != nil {
+			return err
+		}
+		port, err := strconv.Atoi(fs.Arg(1))
+		if err != nil {
+			return usageError{"PORT must be a number"}
+		}
+		ex, err := c.Expose(ctx, id, port, *name, *public)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(ex.URL)
+		if ex.HostURL != "" {
+			fmt.Println(ex.HostURL)
+		}
+	case "ssh-info":
+		id, err := needID(1)
+		if err != nil {
+			return err
+		}
+		info, keyFile, knownHosts, err := sshAccess(ctx, c, id, true)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Printf("host %s\nport %d\nuser %s\nkey  %s\n\nssh -i %s -o UserKnownHostsFile=%s -p %d %s@%s\n",
+			info.Host, info.Port, info.User, keyFile, keyFile, knownHosts, info.Port, info.User, info.Host)
+	case "ssh":
+		id, err := needID(1)
+		if err != nil {
+			return err
+		}
+		sshBin, err := exec.LookPath("ssh")
+		if err != nil {
+			return errors.New("the ssh client is not installed (Debian: apt install openssh-client)")
+		}
+		info, keyFile, knownHosts, err := sshAccess(ctx, c, id, false)
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(filepath.Dir(keyFile))
+		argv := []string{"-i", keyFile, "-p", strconv.Itoa(info.Port), "-o", "UserKnownHostsFile=" + knownHosts,
+			"-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-F", "/dev/null", info.User + "@" + info.Host}
+		argv = append(argv, fs.Args()[1:]...)
+		sh := exec.CommandContext(ctx, sshBin, argv...)
+		sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := sh.Run(); err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return exitError{code: ee.ExitCode()}
+			}
+			return err
+		}
+	default:
+		return usageError{instancesUsage}
+	}
+	return nil
+}
+
+// sshAccess asks for a key for the instance and writes it with a known_hosts
+// file: under ~/.faas/ssh/ID to keep (ssh-info), or in a temporary directory.
+func sshAccess(ctx context.Context, c *client.Client, id string, keep bool) (*client.SSHInfo, string, string, error) {
+	info, err := c.InstanceSSH(ctx, id)
+	if err != nil {
+		return nil, "", "", err
+	}
+	var dir string
+	if keep {
+		home, herr := os.UserHomeDir()
+		if herr != nil {
+			return nil, "", "", herr
+		}
+		dir = filepath.Join(home, ".faas", "ssh", id)
+		err = os.MkdirAll(dir, 0o700)
+	} else {
+		dir, err = os.MkdirTemp("", "faas-ssh-")
+	}
+	if err != nil {
+		return nil, "", "", err
+	}
+	keyFile, knownHosts := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(keyFile, []byte(info.PrivateKey), 0o600); err != nil {
+		return nil, "", "", err
+	}
+	if err := os.WriteFile(knownHosts, []byte(info.KnownHosts+"\n"), 0o600); err != nil {
+		return nil, "", "", err
+	}
+	return info, keyFile, knownHosts, nil
+}
