@@ -181,6 +181,31 @@ func TestLimits(t *testing.T) {
 			t.Errorf("stdout %q", res.Stdout)
 		}
 	})
+	t.Run("disk fill stops at the writable layer's size", func(t *testing.T) {
+		t.Parallel()
+		code := "import os\nchunk = b'x' * (1 << 20)\nn = 0\ntry:\n    with open('/tmp/fill', 'wb') as f:\n        while True:\n            f.write(chunk); f.flush(); n += 1\nexcept OSError as e:\n    print('refused after', n // 1024 if n >= 1024 else n, e.strerror)"
+		res := execute(t, s, client.ExecuteRequest{Language: "python", Code: code, TimeoutMS: 120000})
+		if !strings.HasPrefix(res.Stdout, "refused after") || !strings.Contains(res.Stdout, "No space left on device") || res.OOMKilled {
+			t.Errorf("disk fill: status %q stdout %q stderr %.300q oom %v", res.Status, res.Stdout, res.Stderr, res.OOMKilled)
+		}
+	})
+	t.Run("thousands of open files", func(t *testing.T) {
+		t.Parallel()
+		code := "import os\nfds = []\ntry:\n    while True: fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError as e:\n    print('refused at', len(fds) // 100 * 100, e.strerror)"
+		res := execute(t, s, client.ExecuteRequest{Language: "python", Code: code, TimeoutMS: 60000})
+		if !strings.HasPrefix(res.Stdout, "refused at 1000") || !strings.Contains(res.Stdout, "Too many open files") {
+			t.Errorf("fd exhaustion: status %q stdout %q", res.Status, res.Stdout)
+		}
+	})
+	t.Run("SIGTERM ignored, killed at the timeout", func(t *testing.T) {
+		t.Parallel()
+		code := "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ignoring', flush=True)\ntime.sleep(3600)"
+		start := time.Now()
+		res := execute(t, s, client.ExecuteRequest{Language: "python", Code: code, TimeoutMS: 1500})
+		if res.Status != "timeout" || res.Stdout != "ignoring\n" || time.Since(start) > 20*time.Second {
+			t.Errorf("status %q stdout %q after %v", res.Status, res.Stdout, time.Since(start))
+		}
+	})
 	t.Run("process limit", func(t *testing.T) {
 		t.Parallel()
 		code := "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(60); os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused after', n, flush=True)"

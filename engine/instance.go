@@ -78,12 +78,6 @@ type InstanceInfo struct {
 	Exposures []Exposure
 }
 
-// Limits of instances.
-const (
-	maxInstanceDiskMB     = 64 << 10
-	defaultInstanceDiskMB = 2048
-)
-
 func newInstanceID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -123,13 +117,16 @@ func (e *Engine) CreateInstance(ctx context.Context, r InstanceRequest) (Instanc
 	if err := req.normalize(e.cfg.Limits); err != nil {
 		return InstanceInfo{}, err
 	}
+	// The writable layer (and /tmp, as large) live in the sandbox's memory: they
+	// must leave room for the processes.
+	maxDisk := (req.MemoryMB - 64) / 2
 	switch {
 	case r.DiskMB < 0:
 		return InstanceInfo{}, invalid("disk_mb must not be negative")
 	case r.DiskMB == 0:
-		r.DiskMB = defaultInstanceDiskMB
-	case r.DiskMB < 16 || r.DiskMB > maxInstanceDiskMB:
-		return InstanceInfo{}, invalid(fmt.Sprintf("disk_mb must be between 16 and %d", maxInstanceDiskMB))
+		r.DiskMB = req.MemoryMB / 4
+	case r.DiskMB < 16 || r.DiskMB > maxDisk:
+		return InstanceInfo{}, invalid(fmt.Sprintf("disk_mb must be between 16 and %d: the instance's files (and /tmp, as large) are held in its memory (memory_mb %d); ask for more memory_mb for more disk", maxDisk, req.MemoryMB))
 	}
 	rec := store.Instance{ID: newInstanceID(), Account: r.Account, KeyID: r.KeyID, Name: r.Name, Image: req.Image, Language: req.Language,
 		MemoryMB: int64(req.MemoryMB), CPUMilli: int64(req.CPUCores*1000 + 0.5), DiskMB: int64(r.DiskMB), EnableSSH: r.EnableSSH,

@@ -38,7 +38,8 @@ type Spec struct {
 	CPUCores float64
 	// MemoryMB caps all memory of the sandbox, its writable layer included.
 	MemoryMB int
-	// DiskMB caps the private writable layer; 0 means the driver's default.
+	// DiskMB caps the private writable layer, which counts against MemoryMB;
+	// 0 means the driver's default.
 	DiskMB int
 	// Network gives the sandbox a network; false means loopback only.
 	Network bool

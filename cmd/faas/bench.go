@@ -293,7 +293,7 @@ func benchScenarios() []benchScenario {
 			target: "p50 ≤ 120 ms, 8 at once", targetMS: 120, seed: "240 ms", run: branchExecution(8)},
 		{id: "snapshot-size", name: "snapshot of a python session: size on disk; memory of 8 branches (note)", server: stockedServer,
 			target: "–", seed: "70% smaller; CoW 85% less memory (claims)", run: snapshotSize},
-		{id: "instance", name: "persistent instance ready", server: stockedServer,
+		{id: "instance", name: "persistent instance ready: create until the first exec answers", server: stockedServer,
 			target: "p50 ≤ 300 ms", targetMS: 300, seed: "2000 ms (persistent, cold)", run: instanceReady},
 		{id: "pause-resume", name: "persistent instance pause + resume", server: stockedServer,
 			target: "–", seed: "–", run: pauseResume},
@@ -765,17 +765,37 @@ func pauseResume(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	id := cmpOr(inst.InstanceID, inst.ID)
 	defer b.srv.delete(context.WithoutCancel(ctx), "/api/v1/instances/"+id)
+	// A little state to carry: a file and a variable of the instance's interpreter.
+	if _, err := b.srv.client.ExecInstance(ctx, id, client.ExecuteRequest{Code: "x = 1\nopen('/workspace/f', 'w').write('1')"}); err != nil {
+		return benchResult{}, notAvailableOr(err, true)
+	}
+	var pauses, resumes []time.Duration
 	op := func(ctx context.Context) error {
+		start := time.Now()
 		if err := b.srv.post(ctx, "/api/v1/instances/"+id+"/pause", nil, nil); err != nil {
 			return err
 		}
-		return b.srv.post(ctx, "/api/v1/instances/"+id+"/resume", nil, nil)
+		mid := time.Now()
+		if err := b.srv.post(ctx, "/api/v1/instances/"+id+"/resume", nil, nil); err != nil {
+			return err
+		}
+		pauses, resumes = append(pauses, mid.Sub(start)), append(resumes, time.Since(mid))
+		return nil
 	}
 	if err := op(ctx); err != nil {
 		return benchResult{}, notAvailableOr(err, true)
 	}
-	ds, err := b.measure(ctx, nil, op)
-	return benchResult{durations: ds}, err
+	pauses, resumes = nil, nil
+	ds, err := b.measure(ctx, func(ctx context.Context) error { return b.srv.waitIdle(ctx) }, op)
+	if err != nil {
+		return benchResult{}, err
+	}
+	res, err := b.srv.client.ExecInstance(ctx, id, client.ExecuteRequest{Code: "print(x, open('/workspace/f').read())"})
+	if err != nil || strings.TrimSpace(res.Stdout) != "1 1" {
+		return benchResult{}, fmt.Errorf("state after pause and resume: %v %+v", err, res)
+	}
+	return benchResult{durations: ds, note: fmt.Sprintf("pause p50 %s ms, resume p50 %s ms",
+		fmtMS(summarize(pauses).p50), fmtMS(summarize(resumes).p50))}, nil
 }
 
 // instanceReady measures POST /api/v1/instances until the instance is
@@ -783,23 +803,29 @@ func pauseResume(ctx context.Context, b *bench) (benchResult, error) {
 func instanceReady(ctx context.Context, b *bench) (benchResult, error) {
 	var last string
 	cleanup := func(ctx context.Context) error {
-		if last == "" {
-			return nil
+		if last != "" {
+			if err := b.srv.delete(ctx, "/api/v1/instances/"+last); err != nil {
+				return err
+			}
+			last = ""
 		}
-		err := b.srv.delete(ctx, "/api/v1/instances/"+last)
-		last = ""
-		return err
+		return b.srv.waitIdle(ctx)
 	}
 	defer cleanup(context.WithoutCancel(ctx))
 	create := func(ctx context.Context) error {
-		var inst struct {
-			ID         string `json:"id"`
-			InstanceID string `json:"instance_id"`
-		}
-		if err := b.srv.post(ctx, "/api/v1/instances", map[string]any{"language": client.LanguagePython}, &inst); err != nil {
+		in, err := b.srv.client.CreateInstance(ctx, client.InstanceRequest{Language: client.LanguagePython})
+		if err != nil {
 			return err
 		}
-		last = cmpOr(inst.InstanceID, inst.ID)
+		last = in.ID
+		// Ready means answering: the first exec is part of it.
+		res, err := b.srv.client.ExecInstance(ctx, in.ID, client.ExecuteRequest{Command: "echo 1"})
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(res.Stdout) != "1" {
+			return fmt.Errorf("first exec in instance %s printed %q (stderr %q)", in.ID, res.Stdout, res.Stderr)
+		}
 		return nil
 	}
 	if err := create(ctx); err != nil {

@@ -56,6 +56,8 @@ type serveConfig struct {
 	sshHost string
 	// publicURL and exposeDomain: where clients reach exposed ports.
 	publicURL, exposeDomain string
+	// diskMB bounds each sandbox's writable layer (instances choose their own).
+	diskMB int
 }
 
 func envOr(name, def string) string {
@@ -129,6 +131,7 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.sshHost, "ssh-host", os.Getenv("FAAS_SSH_HOST"), "host name handed out for SSH; empty: the host the API was called on (env FAAS_SSH_HOST)")
 	fs.StringVar(&c.publicURL, "public-url", os.Getenv("FAAS_PUBLIC_URL"), "the server's URL as clients reach it, for exposed ports' URLs; empty: each request's (env FAAS_PUBLIC_URL)")
 	fs.StringVar(&c.exposeDomain, "expose-domain", envOr("FAAS_EXPOSE_DOMAIN", "localhost"), "requests for NAME-INSTANCE.DOMAIN go to the instance's exposed port NAME; \"none\" turns this off (env FAAS_EXPOSE_DOMAIN)")
+	fs.IntVar(&c.diskMB, "disk-mb", envInt("FAAS_DISK_MB", 0), "each sandbox's writable layer and /tmp (each; held in its memory); 0: a quarter of its memory, also the most; instances set their own (env FAAS_DISK_MB)")
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -180,6 +183,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		StateDir:        filepath.Join(c.dataDir, "sandboxes"),
 		DefaultMemoryMB: c.limits.DefaultMemoryMB,
 		DefaultCPUCores: c.limits.DefaultCPUCores,
+		WritableLayerMB: c.diskMB,
 		Logger:          log,
 	}
 	if c.debugRunsc {

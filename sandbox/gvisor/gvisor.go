@@ -1,6 +1,6 @@
 // Package gvisor is the sandbox driver built on gVisor's runsc (systrap platform):
 // a user-space kernel between user code and the host, one OCI bundle per sandbox,
-// no network, the image read-only under a private in-memory writable layer, and
+// no network, the image read-only under a private writable layer in memory, and
 // memory, CPU and process limits held by host cgroups and the agent.
 package gvisor
 
@@ -41,8 +41,9 @@ type Config struct {
 	// DefaultMemoryMB and DefaultCPUCores apply when a Spec leaves them zero.
 	DefaultMemoryMB int
 	DefaultCPUCores float64
-	// WritableLayerMB bounds the private writable layer (the sandbox's disk); 0
-	// means it is bounded by the memory limit only.
+	// WritableLayerMB bounds the private writable layer and /tmp (each; they are
+	// held in the sandbox's memory) unless a Spec sets DiskMB; it is never more
+	// than a quarter of the sandbox's memory. 0: a quarter of the memory.
 	WritableLayerMB int
 	// DebugLogDir, when set, collects runsc debug logs there (one file per command).
 	DebugLogDir string
@@ -241,8 +242,10 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 		outW.Close()
 		return nil, err
 	}
+	// The writable layer lives in the sandbox's memory (it counts against its
+	// memory limit), bounded well below it so that filling it is a clean ENOSPC.
 	overlay := "--overlay2=root:memory"
-	if disk := cmp.Or(spec.DiskMB, d.cfg.WritableLayerMB); disk > 0 {
+	if disk := writableLayerMB(spec, d.cfg.WritableLayerMB); disk > 0 {
 		overlay += ",size=" + strconv.Itoa(disk) + "m"
 	}
 	args := []string{overlay, "run", "--detach", "--bundle=" + bundle, id}
@@ -280,6 +283,17 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 	d.live[id] = sb
 	d.mu.Unlock()
 	return sb, nil
+}
+
+// writableLayerMB is the size of a sandbox's writable layer (and of its /tmp):
+// the spec's, else the configured default, else a quarter of its memory; the
+// default is never more than that, so a full disk is ENOSPC, not the memory limit.
+func writableLayerMB(spec sandbox.Spec, def int) int {
+	disk := cmp.Or(spec.DiskMB, def)
+	if quarter := spec.MemoryMB / 4; quarter > 0 && (disk == 0 || disk > quarter) && spec.DiskMB == 0 {
+		disk = quarter
+	}
+	return disk
 }
 
 // tail returns the end of a log file for an error message.

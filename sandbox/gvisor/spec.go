@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 
@@ -50,6 +51,9 @@ func (d *Driver) ociSpec(sb *Sandbox) *specs.Spec {
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			// Without a mount of its own, runsc gives /tmp a tmpfs bounded by nothing
+			// but the memory limit; this one is as large as the writable layer.
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.Itoa(max(writableLayerMB(spec, d.cfg.WritableLayerMB), 16)) + "m"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 			{Destination: "/usr", Type: "bind", Source: "/usr", Options: ro},
 			{Destination: "/.faas/agent", Type: "bind", Source: d.cfg.Agent, Options: ro},
