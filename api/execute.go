@@ -250,6 +250,8 @@ type ExecuteResponse struct {
 	// modes); BranchID repeats it for a branch.
 	SessionID string `json:"session_id,omitempty"`
 	BranchID  string `json:"branch_id,omitempty"`
+	// InstanceID is the instance a persistent execution ran in.
+	InstanceID string `json:"instance_id,omitempty"`
 	// Warm is true when a cached execution reused a warm sandbox.
 	Warm  bool  `json:"warm"`
 	Usage usage `json:"usage"`
@@ -281,12 +283,51 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModePersistent) || req.InstanceID != "" {
+		s.executePersistent(w, r, body, req)
+		return
+	}
 	res, err := s.engine.Execute(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toExecuteResponse(res))
+}
+
+// executePersistent is an execute request in mode persistent (the seed's form):
+// with instance_id it runs the code or command in that instance; without, it
+// creates an instance with the request's resources and, when code or a command is
+// given, runs it there. The answer carries instance_id; without code it is the
+// new instance.
+func (s *Server) executePersistent(w http.ResponseWriter, r *http.Request, body ExecuteRequest, req engine.Request) {
+	p := principalFrom(r.Context())
+	id := req.InstanceID
+	hasWork := strings.TrimSpace(req.Code) != "" || strings.TrimSpace(req.Command) != ""
+	if id == "" {
+		in, err := s.engine.CreateInstance(r.Context(), engine.InstanceRequest{Account: p.Account, KeyID: p.KeyID, Image: req.Image,
+			Language: req.Language, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !hasWork {
+			writeJSON(w, http.StatusCreated, s.toInstanceResponse(r, in))
+			return
+		}
+		id = in.ID
+	}
+	res, err := s.engine.ExecInstance(r.Context(), p.Account, id, engine.InstanceExecRequest{
+		Command: req.Command, Code: req.Code, Language: body.Language, Stdin: req.Stdin, HasStdin: req.HasStdin, Env: req.Env,
+		WorkingDir: req.WorkingDir, Timeout: req.Timeout, KeyID: p.KeyID,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := toExecuteResponse(res)
+	out.InstanceID = id
+	writeJSON(w, http.StatusOK, out)
 }
 
 // toExecuteResponse is a result as clients see it. Output is returned as text;

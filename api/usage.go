@@ -34,7 +34,28 @@ type UsageResponse struct {
 	To      time.Time  `json:"to"`
 	GroupBy string     `json:"group_by,omitempty"`
 	Rows    []UsageRow `json:"rows"`
-	Total   UsageRow   `json:"total"`
+	// Snapshots is snapshot storage over the range (not in Rows); Total
+	// includes its cost.
+	Snapshots SnapshotUsage `json:"snapshots"`
+	Total     UsageRow      `json:"total"`
+}
+
+// SnapshotUsage is snapshot storage over a range, measured from each snapshot's
+// size and how long it existed in the range.
+type SnapshotUsage struct {
+	GBMonths     float64 `json:"gb_months"`
+	CostMicroUSD int64   `json:"cost_micro_usd"`
+	CostUSD      float64 `json:"cost_usd"`
+}
+
+// snapshotUsage measures the account's snapshot storage in [from, to).
+func (s *Server) snapshotUsage(r *http.Request, account string, from, to time.Time) (SnapshotUsage, error) {
+	bs, err := s.store.SnapshotByteSeconds(r.Context(), account, from, to)
+	if err != nil {
+		return SnapshotUsage{}, err
+	}
+	cost := engine.SnapshotStorageCost(bs)
+	return SnapshotUsage{GBMonths: engine.SnapshotGBMonths(bs), CostMicroUSD: cost, CostUSD: microToUSD(cost)}, nil
 }
 
 // parseTime accepts RFC 3339 or a date (YYYY-MM-DD, UTC midnight).
@@ -91,6 +112,11 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 		total.MemoryMBMS += row.MemoryMBMS
 		total.CostMicroUSD += row.CostMicroUSD
 	}
+	if resp.Snapshots, err = s.snapshotUsage(r, acct, from, to); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	total.CostMicroUSD += resp.Snapshots.CostMicroUSD
 	resp.Total = toUsageRow(total)
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -105,7 +131,8 @@ type CurrentUsageResponse struct {
 	Account         string           `json:"account"`
 	PeriodStart     time.Time        `json:"period_start"`
 	PeriodEnd       time.Time        `json:"period_end"`
-	Usage           UsageRow         `json:"usage"`
+	Usage           UsageRow         `json:"usage"` // executions and instances, snapshots included in its cost
+	Snapshots       SnapshotUsage    `json:"snapshots"`
 	Tier            string           `json:"tier"`
 	DiscountPercent int64            `json:"discount_percent"`
 	BillMicroUSD    int64            `json:"bill_micro_usd"` // spend so far, discount applied
@@ -130,6 +157,12 @@ func (s *Server) currentUsage(w http.ResponseWriter, r *http.Request) {
 	if len(rows) > 0 {
 		u = rows[0]
 	}
+	snaps, err := s.snapshotUsage(r, acct, start, now)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	u.CostMicroUSD += snaps.CostMicroUSD
 	tier := engine.TierFor(u.CostMicroUSD)
 	elapsed := now.Sub(start)
 	projected := u.CostMicroUSD
@@ -139,7 +172,7 @@ func (s *Server) currentUsage(w http.ResponseWriter, r *http.Request) {
 	ptier := engine.TierFor(projected)
 	bill, pbill := tier.Discounted(u.CostMicroUSD), ptier.Discounted(projected)
 	writeJSON(w, http.StatusOK, CurrentUsageResponse{
-		Account: acct, PeriodStart: start, PeriodEnd: end, Usage: toUsageRow(u),
+		Account: acct, PeriodStart: start, PeriodEnd: end, Usage: toUsageRow(u), Snapshots: snaps,
 		Tier: tier.Name, DiscountPercent: tier.DiscountPercent,
 		BillMicroUSD: bill, BillUSD: microToUSD(bill),
 		ProjectedMicro: pbill, ProjectedUSD: microToUSD(pbill), ProjectedTier: ptier.Name,

@@ -98,6 +98,19 @@ func TestInstanceLifecycle(t *testing.T) {
 	if out := instExec(t, s, id, map[string]any{"code": "print(counter, open('/workspace/f.txt').read().strip())"}); str(out["stdout"]) != "2 hi\n" {
 		t.Errorf("after resume: %v", out)
 	}
+	// The time it ran until the pause was metered: a persistent usage row with
+	// its duration and measured memory.
+	usage := mustCall(t, s, http.StatusOK, "GET", "/api/v1/usage?group_by=mode", nil)
+	metered := false
+	for _, row := range usage["rows"].([]any) {
+		r := row.(map[string]any)
+		if r["group"] == "persistent" && r["gb_seconds"].(float64) > 0 && r["cost_micro_usd"].(float64) > 0 {
+			metered = true
+		}
+	}
+	if !metered {
+		t.Errorf("instance time not metered: %v", usage["rows"])
+	}
 	after := count()
 	time.Sleep(400 * time.Millisecond)
 	if later := count(); after < before || later <= after {
@@ -342,29 +355,42 @@ func terminalCheck(t *testing.T, s *testserver.Server, id string) {
 			t.Fatal(err)
 		}
 	}
-	send(map[string]any{"type": "stdin", "data": "tty; stty size; exit 5\n"})
 	var out strings.Builder
-	for {
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("terminal read: %v (so far %q)", err, out.String())
-		}
-		var f struct {
-			Type string
-			Data string
-			Code *int
-		}
-		json.Unmarshal(b, &f)
-		if f.Type == "stdout" {
-			out.WriteString(f.Data)
-			continue
-		}
-		if f.Type == "exit" {
-			if f.Code == nil || *f.Code != 5 || !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "30 100") {
-				t.Errorf("terminal: exit %v, output %q", f.Code, out.String())
+	// readUntil reads frames until the output holds want (or, with want "", until
+	// the exit frame, whose code it returns).
+	readUntil := func(want string) int {
+		t.Helper()
+		for {
+			if want != "" && strings.Contains(out.String(), want) {
+				return 0
 			}
-			return
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("terminal read: %v (waiting for %q, so far %q)", err, want, out.String())
+			}
+			var f struct {
+				Type string
+				Data string
+				Code *int
+			}
+			json.Unmarshal(b, &f)
+			switch f.Type {
+			case "stdout":
+				out.WriteString(f.Data)
+			case "exit":
+				if want != "" || f.Code == nil {
+					t.Fatalf("terminal ended (%v) while waiting for %q: %q", f.Code, want, out.String())
+				}
+				return *f.Code
+			}
 		}
+	}
+	send(map[string]any{"type": "stdin", "data": "stty size\n"})
+	readUntil("30 100")
+	send(map[string]any{"type": "resize", "rows": 50, "cols": 120})
+	send(map[string]any{"type": "stdin", "data": "tty; stty size; exit 5\n"})
+	if code := readUntil(""); code != 5 || !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "50 120") {
+		t.Errorf("terminal: exit %d, output %q", code, out.String())
 	}
 }
 

@@ -141,6 +141,12 @@ func TestSessionsSnapshotsBranches(t *testing.T) {
 	}
 	checkGenerations()
 
+	// Snapshot storage is metered (GB-months, from sizes and lifetimes).
+	usage := mustCall(t, s, http.StatusOK, "GET", "/api/v1/usage", nil)
+	if snaps := usage["snapshots"].(map[string]any); snaps["gb_months"].(float64) <= 0 {
+		t.Errorf("snapshot storage not metered: %v", usage["snapshots"])
+	}
+
 	// Another account sees none of it.
 	other := s.NewKey(context.Background(), "execute", "snapshots")
 	for _, c := range []struct {

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -46,7 +45,7 @@ func DevServiceNames() []string { return []string{"jupyter", "vscode", "vnc"} }
 func (e *Engine) StartDevServer(ctx context.Context, account, id, name string, prefix func(Exposure) string) (Exposure, error) {
 	svc, ok := devServices[name]
 	if !ok {
-		return Exposure{}, fmt.Errorf("%w: no service %q; services are %s", ErrNotFound, name, strings.Join(DevServiceNames(), ", "))
+		return Exposure{}, errorf(ErrNotFound, "no service %q; services are %s", name, strings.Join(DevServiceNames(), ", "))
 	}
 	ex := Exposure{Name: name, Port: svc.port, KeepPrefix: svc.keepPrefix}
 	b, release, err := e.runningBox(account, id)
@@ -68,7 +67,7 @@ func (e *Engine) StartDevServer(ctx context.Context, account, id, name string, p
 	}
 	if len(missing) > 0 {
 		release()
-		return Exposure{}, fmt.Errorf("%w: the instance's image (%s) lacks %s, which %s needs; use an image that provides it", ErrUnprocessable,
+		return Exposure{}, errorf(ErrUnprocessable, "the instance's image (%s) lacks %s, which %s needs; use an image that provides it",
 			e.imageOf(account, id), strings.Join(missing, ", "), name)
 	}
 	release()
@@ -81,7 +80,7 @@ func (e *Engine) StartDevServer(ctx context.Context, account, id, name string, p
 			return Exposure{}, err
 		}
 		if res.ExitCode != 0 {
-			return Exposure{}, fmt.Errorf("%w: starting %s failed: %s", ErrUnprocessable, name, res.Stderr)
+			return Exposure{}, errorf(ErrUnprocessable, "starting %s failed: %s", name, res.Stderr)
 		}
 		deadline := time.Now().Add(60 * time.Second)
 		for {
@@ -91,7 +90,7 @@ func (e *Engine) StartDevServer(ctx context.Context, account, id, name string, p
 				break
 			}
 			if time.Now().After(deadline) {
-				return Exposure{}, fmt.Errorf("%w: %s did not start listening on port %d within 60 s (its log is /tmp/%s.log in the instance)", ErrUnprocessable, name, svc.port, name)
+				return Exposure{}, errorf(ErrUnprocessable, "%s did not start listening on port %d within 60 s (its log is /tmp/%s.log in the instance)", name, svc.port, name)
 			}
 			select {
 			case <-ctx.Done():

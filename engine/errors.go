@@ -1,6 +1,9 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Categories of failure. Each error the engine returns wraps at most one of them;
 // the API maps them to HTTP statuses in one place.
@@ -23,6 +26,12 @@ func invalid(msg string) error { return &clientError{kind: ErrInvalid, msg: msg}
 
 // unavailable returns an ErrUnavailable error with a message for the client.
 func unavailable(msg string) error { return &clientError{kind: ErrUnavailable, msg: msg} }
+
+// errorf returns an error of the given kind (one of the Err* categories) with a
+// message for the client, without the category's name in front.
+func errorf(kind error, format string, args ...any) error {
+	return &clientError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 type clientError struct {
 	kind error

@@ -135,7 +135,7 @@ func (e *Engine) CreateInstance(ctx context.Context, r InstanceRequest) (Instanc
 	if r.SnapshotID != "" {
 		sn, err := e.store.GetSnapshot(ctx, r.Account, r.SnapshotID)
 		if errors.Is(err, store.ErrNotFound) {
-			return InstanceInfo{}, fmt.Errorf("%w: snapshot %q not found", ErrNotFound, r.SnapshotID)
+			return InstanceInfo{}, errorf(ErrNotFound, "snapshot %q not found", r.SnapshotID)
 		} else if err != nil {
 			return InstanceInfo{}, err
 		}
@@ -179,7 +179,7 @@ func (e *Engine) lookupInstance(account, id string) (*instance, error) {
 	defer e.instances.mu.Unlock()
 	in := e.instances.m[id]
 	if in == nil || (account != "" && in.rec.Account != account) {
-		return nil, fmt.Errorf("%w: instance %q not found", ErrNotFound, id)
+		return nil, errorf(ErrNotFound, "instance %q not found", id)
 	}
 	return in, nil
 }
@@ -193,7 +193,7 @@ func (e *Engine) lockInstance(account, id string) (*instance, error) {
 	in.mu.Lock()
 	if in.gone {
 		in.mu.Unlock()
-		return nil, fmt.Errorf("%w: instance %q not found", ErrNotFound, id)
+		return nil, errorf(ErrNotFound, "instance %q not found", id)
 	}
 	e.touch(in)
 	return in, nil
@@ -247,7 +247,7 @@ func (e *Engine) save(in *instance) error {
 }
 
 func notRunning(in *instance) error {
-	return fmt.Errorf("%w: instance %s is %s; %s it first", ErrConflict, in.rec.ID, in.rec.State,
+	return errorf(ErrConflict, "instance %s is %s; %s it first", in.rec.ID, in.rec.State,
 		map[string]string{store.InstancePaused: "resume", store.InstanceStopped: "start"}[in.rec.State])
 }
 
@@ -390,7 +390,7 @@ func (e *Engine) DialInstance(ctx context.Context, account, id string, port int)
 	}
 	t, err := b.Agent().Dial(ctx, port)
 	if err != nil {
-		return nil, fmt.Errorf("%w: instance %s: %v", ErrUnreachable, id, err)
+		return nil, errorf(ErrUnreachable, "instance %s: %v", id, err)
 	}
 	return t, nil
 }
@@ -457,7 +457,7 @@ func (e *Engine) ResumeInstance(ctx context.Context, account, id string) (Instan
 	}
 	defer in.mu.Unlock()
 	if in.rec.State != store.InstancePaused {
-		return InstanceInfo{}, fmt.Errorf("%w: instance %s is %s, not paused", ErrConflict, id, in.rec.State)
+		return InstanceInfo{}, errorf(ErrConflict, "instance %s is %s, not paused", id, in.rec.State)
 	}
 	if err := e.resumeLocked(ctx, in); err != nil {
 		return InstanceInfo{}, err
@@ -486,7 +486,7 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 			in.rec.State, in.rec.Error = store.InstanceStopped, "its paused state could not be restored; start it again (files and processes since the last stop are lost)"
 			os.RemoveAll(dir)
 			_ = e.save(in)
-			return fmt.Errorf("%w: instance %s: %s", ErrBroken, in.rec.ID, in.rec.Error)
+			return errorf(ErrBroken, "instance %s: %s", in.rec.ID, in.rec.Error)
 		}
 		return fmt.Errorf("resuming instance %s: %w", in.rec.ID, err)
 	}
@@ -816,7 +816,7 @@ func (e *Engine) Unexpose(account, id, name string) error {
 		list = append(list, ex)
 	}
 	if !found {
-		return fmt.Errorf("%w: instance %s exposes nothing named %q", ErrNotFound, id, name)
+		return errorf(ErrNotFound, "instance %s exposes nothing named %q", id, name)
 	}
 	b, _ := json.Marshal(list)
 	in.rec.Exposures = string(b)
@@ -838,7 +838,7 @@ func (e *Engine) Exposure(id, name string) (Exposure, string, error) {
 			return ex, info.Account, nil
 		}
 	}
-	return Exposure{}, "", fmt.Errorf("%w: instance %s exposes nothing named %q", ErrNotFound, id, name)
+	return Exposure{}, "", errorf(ErrNotFound, "instance %s exposes nothing named %q", id, name)
 }
 
 func validExposureName(s string) bool {
@@ -862,7 +862,7 @@ func (e *Engine) AddSSHKey(account, id, authorizedKey string) (InstanceInfo, err
 	}
 	defer in.mu.Unlock()
 	if !in.rec.EnableSSH {
-		return InstanceInfo{}, fmt.Errorf("%w: instance %s was created without enable_ssh", ErrConflict, id)
+		return InstanceInfo{}, errorf(ErrConflict, "instance %s was created without enable_ssh", id)
 	}
 	keys := strings.Split(strings.TrimSpace(in.rec.SSHKeys), "\n")
 	if len(keys) >= 64 {

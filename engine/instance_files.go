@@ -115,7 +115,7 @@ func (e *Engine) DownloadArchive(ctx context.Context, account, id, p string, w i
 	}
 	defer release()
 	if err := e.rootExec(ctx, b, []string{"/bin/test", "-e", p}, nil, io.Discard); err != nil {
-		return fmt.Errorf("%w: no file or directory at %s", ErrNotFound, p)
+		return errorf(ErrNotFound, "no file or directory at %s", p)
 	}
 	return e.rootExec(ctx, b, []string{agentPath, "pack", "-r", p}, nil, w)
 }

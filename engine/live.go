@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -204,13 +203,13 @@ func (e *Engine) Attach(account, id string) (*Live, error) {
 	l := e.lives.m[id]
 	e.lives.mu.Unlock()
 	if l == nil || l.Account != account {
-		return nil, fmt.Errorf("%w: execution %q is not running and its output is not kept any more (output is kept %v after the end)", ErrNotFound, id, LiveRetention)
+		return nil, errorf(ErrNotFound, "execution %q is not running and its output is not kept any more (output is kept %v after the end)", id, LiveRetention)
 	}
 	l.mu.Lock()
 	expired := !l.ended.IsZero() && time.Since(l.ended) > LiveRetention
 	l.mu.Unlock()
 	if expired {
-		return nil, fmt.Errorf("%w: the output of execution %q is not kept any more", ErrNotFound, id)
+		return nil, errorf(ErrNotFound, "the output of execution %q is not kept any more", id)
 	}
 	return l, nil
 }

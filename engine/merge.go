@@ -128,7 +128,7 @@ func (e *Engine) Merge(ctx context.Context, r MergeRequest) (*MergeResult, error
 	}
 	snap, err := e.store.GetSnapshot(ctx, r.Account, base)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: the branches' snapshot %s was deleted; there is nothing to merge into", ErrNotFound, base)
+		return nil, errorf(ErrNotFound, "the branches' snapshot %s was deleted; there is nothing to merge into", base)
 	} else if err != nil {
 		return nil, err
 	}

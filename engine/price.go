@@ -87,3 +87,21 @@ func Prices() PriceList {
 		SnapshotPerGBMonthUSD: 0.10, EgressPerGBUSD: 0.09, ModeMultipliers: m,
 	}
 }
+
+// Snapshot storage is billed per GB-month ($0.10); a month here is 30 days.
+const (
+	secondsPerMonth               = 30 * 24 * 3600
+	snapshotMicroUSDPerGBMonth    = 100_000
+	bytesPerGB                    = 1 << 30
+	snapshotByteSecondsPerGBMonth = float64(bytesPerGB) * secondsPerMonth
+)
+
+// SnapshotGBMonths converts byte-seconds of snapshot storage to GB-months.
+func SnapshotGBMonths(byteSeconds float64) float64 {
+	return byteSeconds / snapshotByteSecondsPerGBMonth
+}
+
+// SnapshotStorageCost prices byte-seconds of snapshot storage in micro-dollars.
+func SnapshotStorageCost(byteSeconds float64) int64 {
+	return int64(SnapshotGBMonths(byteSeconds)*snapshotMicroUSDPerGBMonth + 0.5)
+}

@@ -56,3 +56,21 @@ func TestPrice(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotStorageCost(t *testing.T) {
+	// 1 GiB kept for a 30-day month is $0.10; 10 GiB for 3 days is $0.10 too.
+	month := float64(30 * 24 * 3600)
+	for _, c := range []struct {
+		byteSeconds float64
+		micro       int64
+	}{
+		{float64(1<<30) * month, 100_000},
+		{float64(10<<30) * month / 10, 100_000},
+		{0, 0},
+		{float64(1<<20) * 3600, 0}, // 1 MiB for an hour rounds to nothing
+	} {
+		if got := SnapshotStorageCost(c.byteSeconds); got != c.micro {
+			t.Errorf("SnapshotStorageCost(%g) = %d, want %d", c.byteSeconds, got, c.micro)
+		}
+	}
+}

@@ -154,8 +154,8 @@ func (r *Request) normalize(l Limits) error {
 	if !slices.Contains(availableModes, r.Mode) {
 		return unavailable(fmt.Sprintf("mode %q is not available in this version yet; available: %s", r.Mode, strings.Join(availableModes, ", ")))
 	}
-	if r.InstanceID != "" {
-		return unavailable("instance_id is not available in this version yet")
+	if r.InstanceID != "" || r.Mode == ModePersistent {
+		return invalid("mode persistent runs in an instance: POST /api/v1/instances/{id}/exec (or execute with instance_id)")
 	}
 	if err := r.normalizeSession(); err != nil {
 		return err

@@ -111,7 +111,7 @@ func (e *Engine) lookupSession(account, id string) (*session, error) {
 	defer e.sessions.mu.Unlock()
 	s := e.sessions.m[sessionKey(account, id)]
 	if s == nil {
-		return nil, fmt.Errorf("%w: no session %q (sessions end when deleted, after %s idle, or when the server restarts)", ErrNotFound, id, e.cfg.SessionIdleTimeout)
+		return nil, errorf(ErrNotFound, "no session %q (sessions end when deleted, after %s idle, or when the server restarts)", id, e.cfg.SessionIdleTimeout)
 	}
 	return s, nil
 }
@@ -134,7 +134,7 @@ func (e *Engine) hold(ctx context.Context, s *session) error {
 	e.sessions.mu.Lock()
 	if s.ended {
 		e.sessions.mu.Unlock()
-		return fmt.Errorf("%w: session %q has ended", ErrNotFound, s.id)
+		return errorf(ErrNotFound, "session %q has ended", s.id)
 	}
 	s.busy++
 	e.sessions.mu.Unlock()
@@ -153,7 +153,7 @@ func (e *Engine) hold(ctx context.Context, s *session) error {
 	if ended {
 		s.run.Unlock()
 		e.unbusy(s)
-		return fmt.Errorf("%w: session %q has ended", ErrNotFound, s.id)
+		return errorf(ErrNotFound, "session %q has ended", s.id)
 	}
 	return nil
 }
@@ -193,7 +193,7 @@ func (e *Engine) newSession(ctx context.Context, account, id, language string, s
 	if _, taken := e.sessions.m[sessionKey(account, id)]; taken {
 		e.sessions.mu.Unlock()
 		release()
-		return nil, fmt.Errorf("%w: session %q already exists", ErrInvalid, id)
+		return nil, invalid(fmt.Sprintf("session %q already exists", id))
 	}
 	s.busy = 1
 	e.sessions.m[sessionKey(account, id)] = s
@@ -262,7 +262,7 @@ func (e *Engine) sessionOf(account, executionID string) (*session, error) {
 	defer e.sessions.mu.Unlock()
 	s := e.sessions.byExec[executionID]
 	if s == nil || s.account != account {
-		return nil, fmt.Errorf("%w: execution %q did not run in a live session: only executions in mode checkpointed or branched can be snapshotted, while their session lives", ErrNotFound, executionID)
+		return nil, errorf(ErrNotFound, "execution %q did not run in a live session: only executions in mode checkpointed or branched can be snapshotted, while their session lives", executionID)
 	}
 	return s, nil
 }
@@ -315,7 +315,7 @@ func (e *Engine) sessionFor(ctx context.Context, req *Request) (*session, error)
 	if from := req.SnapshotID + req.ParentSnapshot; from != "" {
 		sn, err := e.store.GetSnapshot(ctx, req.Account, from)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%w: snapshot %q not found", ErrNotFound, from)
+			return nil, errorf(ErrNotFound, "snapshot %q not found", from)
 		} else if err != nil {
 			return nil, err
 		}
@@ -329,7 +329,7 @@ func (e *Engine) sessionFor(ctx context.Context, req *Request) (*session, error)
 	}
 	if s == nil {
 		if snap == nil && req.Mode == ModeBranched {
-			return nil, fmt.Errorf("%w: no branch %q: give parent_snapshot to start one", ErrNotFound, req.SessionID)
+			return nil, errorf(ErrNotFound, "no branch %q: give parent_snapshot to start one", req.SessionID)
 		}
 		lang := req.Language
 		if lang == "" {

@@ -232,7 +232,7 @@ func (e *Engine) verify(sn *store.Snapshot) error {
 // broken and fails with ErrBroken.
 func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) {
 	if sn.Status == store.SnapshotBroken {
-		return nil, fmt.Errorf("%w: snapshot %s cannot be restored: %s", ErrBroken, sn.ID, sn.Error)
+		return nil, errorf(ErrBroken, "snapshot %s cannot be restored: %s", sn.ID, sn.Error)
 	}
 	r, ok := e.driver.(sandbox.Restorer)
 	if !ok {
@@ -244,7 +244,7 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 		if err := e.store.MarkSnapshotBroken(wctx, sn.ID, reason); err != nil {
 			e.log.Warn("marking snapshot broken", "snapshot", sn.ID, "err", err)
 		}
-		return fmt.Errorf("%w: snapshot %s cannot be restored: %s", ErrBroken, sn.ID, reason)
+		return errorf(ErrBroken, "snapshot %s cannot be restored: %s", sn.ID, reason)
 	}
 	if err := e.verify(sn); err != nil {
 		return nil, broken(err.Error())
@@ -300,7 +300,7 @@ func (e *Engine) Snapshot(ctx context.Context, account, id string) (SnapshotInfo
 			return sn, nil
 		}
 	}
-	return SnapshotInfo{}, fmt.Errorf("%w: snapshot %q not found", ErrNotFound, id)
+	return SnapshotInfo{}, errorf(ErrNotFound, "snapshot %q not found", id)
 }
 
 // DeleteSnapshot deletes one of the account's snapshots: its image goes at once;
@@ -308,7 +308,7 @@ func (e *Engine) Snapshot(ctx context.Context, account, id string) (SnapshotInfo
 func (e *Engine) DeleteSnapshot(ctx context.Context, account, id string) error {
 	if err := e.store.DeleteSnapshot(ctx, account, id, time.Now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: snapshot %q not found", ErrNotFound, id)
+			return errorf(ErrNotFound, "snapshot %q not found", id)
 		}
 		return err
 	}
@@ -328,7 +328,7 @@ func (e *Engine) RestoreSnapshot(ctx context.Context, account, snapshotID, sessi
 	}
 	sn, err := e.store.GetSnapshot(ctx, account, snapshotID)
 	if errors.Is(err, store.ErrNotFound) {
-		return SessionInfo{}, fmt.Errorf("%w: snapshot %q not found", ErrNotFound, snapshotID)
+		return SessionInfo{}, errorf(ErrNotFound, "snapshot %q not found", snapshotID)
 	} else if err != nil {
 		return SessionInfo{}, err
 	}
