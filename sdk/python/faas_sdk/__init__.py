@@ -11,23 +11,38 @@ Example::
 Every call raises :class:`FaaSError` (with ``status``, ``code``, ``message``)
 when the server refuses it or cannot be reached; 404 answers raise its subclass
 :class:`NotFoundError`, 409 answers :class:`ConflictError` (a merge conflict
-:class:`MergeConflictError`, with ``paths``).
+:class:`MergeConflictError`, with ``paths``), 422 answers
+:class:`UnprocessableError`.
 """
 
 from ._http import SDK_VERSION, parse_retry_after
-from .client import Branches, FaaSClient, Instances, Keys, Sessions, Snapshots, UsageApi
-from .errors import ConflictError, FaaSError, MergeConflictError, NotFoundError
+from .client import (
+    DEFAULT_SYNC_EXCLUDE,
+    Branches,
+    FaaSClient,
+    Instances,
+    Keys,
+    Sessions,
+    Snapshots,
+    UsageApi,
+    build_sync_archive,
+)
+from .errors import ConflictError, FaaSError, MergeConflictError, NotFoundError, UnprocessableError
 from .models import (
     ApiKey,
+    ArchiveUpload,
     CurrentUsage,
     Execution,
     ExecutionResult,
     ExposedPort,
+    Exposure,
+    FileUpload,
     Health,
     HealthDatabase,
     HealthRuntime,
     HealthSandboxes,
     Instance,
+    InstanceResources,
     MergeChange,
     MergeResult,
     Pool,
@@ -37,6 +52,7 @@ from .models import (
     ResourceUsage,
     Session,
     Snapshot,
+    SSHInfo,
     SshInfo,
     Stock,
     SyncResult,
@@ -49,20 +65,25 @@ __version__ = SDK_VERSION
 
 __all__ = [
     "ApiKey",
+    "ArchiveUpload",
     "Branches",
     "ConflictError",
     "CurrentUsage",
+    "DEFAULT_SYNC_EXCLUDE",
     "Execution",
     "ExecutionStream",
     "ExecutionResult",
     "ExposedPort",
+    "Exposure",
     "FaaSClient",
     "FaaSError",
+    "FileUpload",
     "Health",
     "HealthDatabase",
     "HealthRuntime",
     "HealthSandboxes",
     "Instance",
+    "InstanceResources",
     "Instances",
     "Keys",
     "MergeChange",
@@ -79,13 +100,16 @@ __all__ = [
     "Sessions",
     "Snapshot",
     "Snapshots",
+    "SSHInfo",
     "SshInfo",
     "Stock",
     "StreamOutput",
     "SyncResult",
+    "UnprocessableError",
     "UsageApi",
     "UsageReport",
     "UsageRow",
     "__version__",
+    "build_sync_archive",
     "parse_retry_after",
 ]

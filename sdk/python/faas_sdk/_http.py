@@ -1,5 +1,6 @@
-"""HTTP transport: one JSON request with urllib, errors as FaaSError, and
-bounded retries of 429/503 answers that honour Retry-After."""
+"""HTTP transport: one request with urllib (a JSON body, or raw bytes for file
+transfers), errors as FaaSError, and bounded retries of 429/503 answers that
+honour Retry-After."""
 
 from __future__ import annotations
 
@@ -92,18 +93,41 @@ class Transport:
         retry: bool = True,
         timeout: Optional[float] = None,
         accept: Optional[Callable[[int, Any], bool]] = None,
+        data: Optional[bytes] = None,
+        content_type: str = "application/octet-stream",
     ) -> Any:
         """Send one call and return the decoded JSON answer (``None`` for an
         empty body). Raises FaaSError for a non-2xx answer (after retries),
         unless ``accept(status, body)`` is true for it, and when no answer came.
+        ``data`` sends raw bytes (of ``content_type``) instead of a JSON ``body``.
         """
         resp, what = self.open(method, path, body, query=query, auth=auth, retry=retry,
-                               timeout=timeout, accept_error=accept)
+                               timeout=timeout, accept_error=accept, data=data, content_type=content_type)
         if isinstance(resp, FaaSError):
             return resp.body
         with resp:
             raw = resp.read()
         return _decode(raw, what) if raw else None
+
+    def call_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+        accept: str = "application/octet-stream",
+    ) -> bytes:
+        """Send one call (no body) and return the 2xx answer's raw body, for
+        downloads. Errors as for :meth:`call`."""
+        resp, what = self.open(method, path, query=query, timeout=timeout, accept=accept)
+        try:
+            with resp:
+                return resp.read()
+        except (socket.timeout, TimeoutError) as e:
+            raise FaaSError(0, "timeout", f"no answer within {timeout or self.timeout} s", what) from e
+        except OSError as e:
+            raise FaaSError(0, "network_error", f"reading the answer failed: {e}", what) from e
 
     def open(
         self,
@@ -117,11 +141,14 @@ class Transport:
         timeout: Optional[float] = None,
         accept: str = "application/json",
         accept_error: Optional[Callable[[int, Any], bool]] = None,
+        data: Optional[bytes] = None,
+        content_type: str = "application/octet-stream",
     ) -> Tuple[Any, str]:
         """Send a request, retrying 429/503 answers, and return ``(response,
         what)`` with the 2xx response's body unread (the caller closes it), or
         the FaaSError of an error answer that ``accept_error`` takes. Every
-        other answer raises its FaaSError."""
+        other answer raises its FaaSError. The body is ``body`` as JSON, or
+        ``data`` as it is (sent with ``content_type``)."""
         url = self.endpoint + path
         if query:
             q = {k: str(v) for k, v in query.items() if v is not None}
@@ -132,8 +159,9 @@ class Transport:
             "User-Agent": f"faas-python/{SDK_VERSION}",
         }
         headers.update(self.headers)
-        data: Optional[bytes] = None
-        if body is not None:
+        if data is not None:
+            headers["Content-Type"] = content_type
+        elif body is not None:
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         if auth and self.api_key:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
+import fnmatch
+import io
 import os
+import stat
+import tarfile
 import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -12,10 +15,12 @@ from ._http import Transport
 from .errors import FaaSError
 from .models import (
     ApiKey,
+    ArchiveUpload,
     CurrentUsage,
     Execution,
     ExecutionResult,
-    ExposedPort,
+    Exposure,
+    FileUpload,
     Health,
     Instance,
     MergeResult,
@@ -23,7 +28,7 @@ from .models import (
     PrewarmResult,
     Session,
     Snapshot,
-    SshInfo,
+    SSHInfo,
     SyncResult,
     UsageReport,
 )
@@ -33,6 +38,9 @@ from .stream import ExecutionStream
 EnvVars = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 
 _DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+
+#: What ``instances.sync`` leaves out unless told otherwise.
+DEFAULT_SYNC_EXCLUDE: Tuple[str, ...] = ("node_modules", ".git", "__pycache__")
 
 
 def _seg(name: str, value: str) -> str:
@@ -154,7 +162,7 @@ class FaaSClient:
         self.branches = Branches(self._http)
         #: Live sessions and branches: list, get, delete.
         self.sessions = Sessions(self._http)
-        #: Persistent instances (provisional).
+        #: Persistent instances: lifecycle, exec, files, SSH, exposed ports.
         self.instances = Instances(self._http)
         #: API keys (needs a key with the ``admin`` scope).
         self.keys = Keys(self._http)
@@ -205,8 +213,8 @@ class FaaSClient:
             mode: ``ephemeral`` (default), ``cached``, ``checkpointed`` (run
                 in a session; the default with ``session_id``, ``snapshot_id``
                 or ``checkpoint_after``) or ``branched`` (run in a branch; the
-                default with ``parent_snapshot``); ``persistent`` is planned
-                (501 today).
+                default with ``parent_snapshot``); ``persistent`` is not
+                served here (501): run in an instance with ``instances.exec``.
             command: Instead of ``code``: a shell command run by ``sh -c``, or
                 an argv list.
             stdin: Text given to the program's standard input.
@@ -227,7 +235,7 @@ class FaaSClient:
             checkpoint_after: Snapshot the session after the code ran; the
                 result's ``snapshot_id`` is the snapshot (or
                 ``snapshot_error`` says why there is none).
-            instance_id: For the planned ``persistent`` mode.
+            instance_id: Not served here (501): use ``instances.exec``.
             request_timeout: HTTP time limit of this call, in seconds.
 
         Raises:
@@ -376,22 +384,25 @@ class Snapshots(_Api):
         *,
         session_id: Optional[str] = None,
         branch_id: Optional[str] = None,
+        instance_id: Optional[str] = None,
         name: Optional[str] = None,
     ) -> Snapshot:
         """``POST /api/v1/snapshots``: snapshot a live session, named by one of
         ``execution_id`` (the session it ran in), ``session_id`` or
-        ``branch_id``. The session goes on running. A branch's snapshot has the
-        snapshot it branched from as ``parent_id``.
+        ``branch_id``, or a running instance (``instance_id``). The session or
+        instance goes on running. A branch's snapshot has the snapshot it
+        branched from as ``parent_id``. Start a new instance from an instance's
+        snapshot with ``instances.create(snapshot_id=...)``.
 
         Raises:
-            ValueError: Not exactly one of the three given (before any request).
-            NotFoundError: Unknown or ended session, or an execution that did
-                not run in a live session.
+            ValueError: Not exactly one of the four given (before any request).
+            NotFoundError: Unknown or ended session or instance, or an
+                execution that did not run in a live session.
         """
         given = {k: v for k, v in (("execution_id", execution_id), ("session_id", session_id),
-                                   ("branch_id", branch_id)) if v is not None}
+                                   ("branch_id", branch_id), ("instance_id", instance_id)) if v is not None}
         if len(given) != 1:
-            raise ValueError("give exactly one of execution_id, session_id, branch_id")
+            raise ValueError("give exactly one of execution_id, session_id, branch_id, instance_id")
         for k, v in given.items():
             _seg(k, v)
         body = _body(name=name, **given)
@@ -516,122 +527,355 @@ class Sessions(_Api):
 
 
 class Instances(_Api):
-    """Persistent instances (provisional): ``client.instances``."""
+    """Persistent instances: ``client.instances``.
+
+    An instance is a sandbox that lives until deleted: files, background
+    processes and the interpreter's state (python, javascript) persist between
+    ``exec`` calls. It can be paused (checkpointed to disk, memory freed) and
+    resumed, stopped (processes end, files under ``/workspace`` and
+    ``/home/user`` kept) and started again, reached over SSH, and its ports
+    exposed through the server. Instance ids look like ``i-0123456789abcdef``.
+
+    Needs a key with the ``instances`` scope. An unknown id (or another
+    account's) raises :class:`~faas_sdk.NotFoundError`; acting on a paused or
+    stopped instance where it must run raises :class:`~faas_sdk.ConflictError`.
+    """
 
     def _path(self, instance_id: str, action: str = "") -> str:
         p = "/api/v1/instances/" + _seg("instance_id", instance_id)
         return p + "/" + action if action else p
 
+    # -- lifecycle -------------------------------------------------------------
+
     def create(
         self,
+        *,
+        name: Optional[str] = None,
         image: Optional[str] = None,
         language: Optional[str] = None,
-        *,
+        snapshot_id: Optional[str] = None,
         resources: Optional[Mapping[str, Any]] = None,
-        env_vars: Optional[EnvVars] = None,
-        name: Optional[str] = None,
-        **fields: Any,
+        cpu_cores: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_mb: Optional[int] = None,
+        enable_ssh: Optional[bool] = None,
+        network: Optional[bool] = None,
+        idle_ttl_seconds: Optional[int] = None,
+        request_timeout: Optional[float] = None,
     ) -> Instance:
-        """``POST /api/v1/instances``; extra keyword arguments are sent as they are."""
+        """Create and start an instance: ``POST /api/v1/instances``.
+
+        Args:
+            name: A name of your choice (shown in lists).
+            image: Root filesystem image (server default ``host``).
+            language: Language of its live interpreter for ``exec(code=...)``
+                (server default ``python``).
+            snapshot_id: Start from this snapshot (memory, processes and
+                files), e.g. one taken of another instance.
+            resources: ``{"cpu_cores": 1, "memory_mb": 512, "disk_mb": 1024}``.
+            cpu_cores: Same as ``resources["cpu_cores"]`` (overrides it).
+            memory_mb: Same as ``resources["memory_mb"]`` (overrides it).
+            disk_mb: Same as ``resources["disk_mb"]`` (overrides it).
+            enable_ssh: Allow SSH access (``ssh()``); default off.
+            network: Outside network access (``True`` answers 501 today).
+            idle_ttl_seconds: Pause the instance after this long without use.
+            request_timeout: HTTP time limit of this call, in seconds.
+
+        Raises:
+            FaaSError: 400 bad input, 501 ``network=True``, ...;
+                :class:`~faas_sdk.NotFoundError` for an unknown snapshot.
+        """
+        _opt_seg("snapshot_id", snapshot_id)
+        res: Dict[str, Any] = dict(resources) if resources is not None else {}
+        for k, v in (("cpu_cores", cpu_cores), ("memory_mb", memory_mb), ("disk_mb", disk_mb)):
+            if v is not None:
+                res[k] = v
         body = _body(
+            name=name,
             image=image,
             language=language,
-            resources=dict(resources) if resources is not None else None,
-            env_vars=env_vars,
-            name=name,
-            **fields,
+            snapshot_id=snapshot_id,
+            resources=res or None,
+            enable_ssh=enable_ssh,
+            network=network,
+            idle_ttl_seconds=idle_ttl_seconds,
         )
-        return Instance.from_dict(self._http.call("POST", "/api/v1/instances", body))
+        return Instance.from_dict(self._http.call("POST", "/api/v1/instances", body, timeout=request_timeout))
 
     def list(self) -> List[Instance]:
-        """``GET /api/v1/instances``."""
+        """``GET /api/v1/instances``: the account's instances."""
         return [Instance.from_dict(x) for x in _list_of(self._http.call("GET", "/api/v1/instances"), "instances")]
 
     def get(self, instance_id: str) -> Instance:
-        """``GET /api/v1/instances/{id}``."""
+        """``GET /api/v1/instances/{id}``; NotFoundError for an unknown id (or
+        another account's, or a deleted one)."""
         return Instance.from_dict(self._http.call("GET", self._path(instance_id)))
+
+    def delete(self, instance_id: str) -> None:
+        """``DELETE /api/v1/instances/{id}``: end the instance and remove its
+        files; NotFoundError for an unknown id."""
+        self._http.call("DELETE", self._path(instance_id))
+
+    def _action(self, instance_id: str, action: str, request_timeout: Optional[float]) -> Instance:
+        path = self._path(instance_id, action)
+        return Instance.from_dict(self._http.call("POST", path, {}, timeout=request_timeout))
+
+    def stop(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Instance:
+        """``POST /api/v1/instances/{id}/stop``: end its processes; the files
+        under ``/workspace`` and ``/home/user`` are kept for ``start``."""
+        return self._action(instance_id, "stop", request_timeout)
+
+    def start(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Instance:
+        """``POST /api/v1/instances/{id}/start``: boot a stopped instance again,
+        with its kept files."""
+        return self._action(instance_id, "start", request_timeout)
+
+    def pause(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Instance:
+        """``POST /api/v1/instances/{id}/pause``: checkpoint it to disk and free
+        its memory. ``exec`` on a paused instance raises ConflictError (409)
+        until ``resume``."""
+        return self._action(instance_id, "pause", request_timeout)
+
+    def resume(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Instance:
+        """``POST /api/v1/instances/{id}/resume``: restore a paused instance as
+        it was (files, processes, interpreter state)."""
+        return self._action(instance_id, "resume", request_timeout)
+
+    # -- running things ----------------------------------------------------------
 
     def exec(
         self,
         instance_id: str,
+        command: Optional[Union[str, Sequence[str]]] = None,
         code: Optional[str] = None,
         language: Optional[str] = None,
         *,
-        command: Optional[Union[str, Sequence[str]]] = None,
         stdin: Optional[str] = None,
         env_vars: Optional[EnvVars] = None,
         timeout_ms: Optional[int] = None,
         working_dir: Optional[str] = None,
+        request_timeout: Optional[float] = None,
     ) -> ExecutionResult:
-        """``POST /api/v1/instances/{id}/exec``: run code or a command in the instance."""
+        """Run a command or code in the instance and wait for it:
+        ``POST /api/v1/instances/{id}/exec``.
+
+        ``command`` runs by ``sh -c`` (or give an argv list); background
+        processes it starts (``nohup ... &``) keep running. ``code`` runs in
+        the instance's live interpreter (python or javascript), whose globals
+        persist between execs. As with ``execute``, a failing program is not an
+        error: see the result's ``status`` and ``exit_code`` (its ``mode`` is
+        ``persistent``).
+
+        Args:
+            command: Shell command (string) or argv list.
+            code: Instead of ``command``: source for the live interpreter.
+            language: Language of ``code`` (default: the instance's).
+            stdin: Text given to the program's standard input.
+            env_vars: Environment variables, a mapping or ``(name, value)`` pairs.
+            timeout_ms: Wall-clock limit (server default 30000).
+            working_dir: Absolute working directory (default ``/workspace``).
+            request_timeout: HTTP time limit of this call, in seconds.
+
+        Raises:
+            ConflictError: The instance is paused or stopped (409 ``conflict``:
+                resume or start it first).
+            NotFoundError: Unknown instance.
+        """
         body = _body(
+            command=list(command) if command is not None and not isinstance(command, str) else command,
             code=code,
             language=language,
-            command=list(command) if command is not None and not isinstance(command, str) else command,
             stdin=stdin,
             env_vars=env_vars,
             timeout_ms=timeout_ms,
             working_dir=working_dir,
         )
-        return ExecutionResult.from_dict(self._http.call("POST", self._path(instance_id, "exec"), body))
+        path = self._path(instance_id, "exec")
+        return ExecutionResult.from_dict(self._http.call("POST", path, body, timeout=request_timeout))
 
-    def stop(self, instance_id: str) -> Instance:
-        """``POST /api/v1/instances/{id}/stop``."""
-        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "stop"), {}))
+    def ssh(self, instance_id: str) -> SSHInfo:
+        """``GET /api/v1/instances/{id}/ssh``: a new key pair authorized for the
+        instance, and where to connect. The private key is shown only in this
+        answer; each call authorizes another one.
 
-    def start(self, instance_id: str) -> Instance:
-        """``POST /api/v1/instances/{id}/start``."""
-        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "start"), {}))
+        Write ``private_key`` to a file of mode 0600 and run ``command`` with
+        ``KEYFILE`` replaced by its path (add ``known_hosts`` to
+        ``~/.ssh/known_hosts`` first, or the host key is asked about).
 
-    def pause(self, instance_id: str) -> Instance:
-        """``POST /api/v1/instances/{id}/pause``."""
-        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "pause"), {}))
+        Raises:
+            ConflictError: The instance was created without ``enable_ssh``.
+            FaaSError: 501 when the server runs no SSH gateway.
+        """
+        return SSHInfo.from_dict(self._http.call("GET", self._path(instance_id, "ssh")))
 
-    def resume(self, instance_id: str) -> Instance:
-        """``POST /api/v1/instances/{id}/resume``."""
-        return Instance.from_dict(self._http.call("POST", self._path(instance_id, "resume"), {}))
+    #: Another name for :meth:`ssh`.
+    ssh_info = ssh
 
-    def delete(self, instance_id: str) -> None:
-        """``DELETE /api/v1/instances/{id}``."""
-        self._http.call("DELETE", self._path(instance_id))
+    # -- ports -------------------------------------------------------------------
 
-    def expose(self, instance_id: str, port: int, name: Optional[str] = None) -> ExposedPort:
-        """``POST /api/v1/instances/{id}/expose`` ``{port, name}``: the URL of a
-        service listening on ``port`` in the instance."""
-        body = _body(port=port, name=name)
-        return ExposedPort.from_dict(self._http.call("POST", self._path(instance_id, "expose"), body))
+    def expose(self, instance_id: str, port: int, name: Optional[str] = None, public: bool = False) -> Exposure:
+        """``POST /api/v1/instances/{id}/expose`` ``{port, name, public}``:
+        reach a service listening on ``port`` inside the instance (on
+        127.0.0.1 or any address) through the server.
 
-    def ssh(self, instance_id: str) -> SshInfo:
-        """``GET /api/v1/instances/{id}/ssh``: SSH credentials."""
-        return SshInfo.from_dict(self._http.call("GET", self._path(instance_id, "ssh")))
+        Args:
+            port: The port inside the instance.
+            name: 1-32 lowercase letters or digits (default ``"p" + port``);
+                exposing a name again replaces it.
+            public: Reachable without a key; otherwise requests need the
+                owner's API key (header, or ``?api_key=``).
+
+        Returns:
+            The exposure, with ``url`` (by path) and ``host_url`` (by host name).
+        """
+        body = _body(port=port, name=name, public=public)
+        return Exposure.from_dict(self._http.call("POST", self._path(instance_id, "expose"), body))
+
+    def unexpose(self, instance_id: str, name: str) -> None:
+        """``DELETE /api/v1/instances/{id}/expose/{name}``: stop exposing it;
+        NotFoundError when nothing is exposed under that name."""
+        self._http.call("DELETE", self._path(instance_id, "expose/" + _seg("name", name)))
+
+    def _dev_server(self, instance_id: str, service: str, request_timeout: Optional[float]) -> Exposure:
+        path = self._path(instance_id, service)
+        return Exposure.from_dict(self._http.call("POST", path, {}, timeout=request_timeout))
+
+    def jupyter(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Exposure:
+        """``POST /api/v1/instances/{id}/jupyter``: start Jupyter Notebook in
+        the instance (if it is not running yet) and expose it to the owner's
+        key; answers once the server answers (up to about a minute).
+
+        Raises:
+            UnprocessableError: 422: the image lacks Jupyter, or it did not
+                start; ``message`` says what is missing.
+        """
+        return self._dev_server(instance_id, "jupyter", request_timeout)
+
+    def vscode(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Exposure:
+        """``POST /api/v1/instances/{id}/vscode``: start ``code-server`` (VS Code
+        in the browser) on ``/workspace`` and expose it; UnprocessableError
+        (422) when the image lacks it."""
+        return self._dev_server(instance_id, "vscode", request_timeout)
+
+    def vnc(self, instance_id: str, *, request_timeout: Optional[float] = None) -> Exposure:
+        """``POST /api/v1/instances/{id}/vnc``: start a virtual display (Xvfb,
+        x11vnc, websockify) and expose its noVNC/WebSocket port;
+        UnprocessableError (422) naming the missing programs when the image
+        lacks them."""
+        return self._dev_server(instance_id, "vnc", request_timeout)
+
+    # -- files -------------------------------------------------------------------
+
+    def upload(
+        self,
+        instance_id: str,
+        remote_path: str,
+        data: Union[bytes, bytearray, str],
+        mode: Optional[Union[int, str]] = None,
+        *,
+        request_timeout: Optional[float] = None,
+    ) -> FileUpload:
+        """Write one file: ``PUT /api/v1/instances/{id}/files?path=...``.
+
+        Args:
+            remote_path: Absolute path under ``/workspace``, ``/home/user`` or
+                ``/tmp`` (no ``..``); parent directories are created.
+            data: The content (``str`` is written as UTF-8).
+            mode: Permission bits, an int (``0o755``) or an octal string
+                (``"755"``); default 0644.
+
+        Raises:
+            FaaSError: 400 for a path outside those directories.
+        """
+        if isinstance(data, str):
+            raw = data.encode("utf-8")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            raise TypeError("data must be bytes or str")
+        query = {"path": remote_path, "mode": _octal(mode)}
+        answer = self._http.call("PUT", self._path(instance_id, "files"), query=query, data=raw,
+                                 timeout=request_timeout)
+        return FileUpload.from_dict(answer)
+
+    def download(self, instance_id: str, remote_path: str, *, request_timeout: Optional[float] = None) -> bytes:
+        """Read one file: ``GET /api/v1/instances/{id}/files?path=...``; its
+        content as bytes.
+
+        Raises:
+            NotFoundError: No file there.
+            FaaSError: 400 for a directory (use :meth:`download_archive`).
+        """
+        return self._http.call_bytes("GET", self._path(instance_id, "files"), query={"path": remote_path},
+                                     timeout=request_timeout)
+
+    def download_archive(self, instance_id: str, remote_path: str, *,
+                         request_timeout: Optional[float] = None) -> bytes:
+        """A tar archive of a file or directory:
+        ``GET /api/v1/instances/{id}/files?path=...&format=tar``. Entries are
+        named without the leading slash (``workspace/dir/a.txt``); read it with
+        ``tarfile.open(fileobj=io.BytesIO(data))``."""
+        return self._http.call_bytes("GET", self._path(instance_id, "files"),
+                                     query={"path": remote_path, "format": "tar"},
+                                     accept="application/x-tar", timeout=request_timeout)
+
+    def upload_archive(
+        self, instance_id: str, tar_bytes: bytes, dest: str = "/workspace", *,
+        request_timeout: Optional[float] = None,
+    ) -> ArchiveUpload:
+        """Unpack a tar archive under ``dest``:
+        ``POST /api/v1/instances/{id}/files/archive?dest=...``. Entries must be
+        relative (no ``..``) regular files, directories or symbolic links.
+
+        Raises:
+            FaaSError: 400 for a bad archive or an escaping entry name.
+        """
+        answer = self._http.call("POST", self._path(instance_id, "files/archive"), query={"dest": dest},
+                                 data=bytes(tar_bytes), content_type="application/x-tar",
+                                 timeout=request_timeout)
+        return ArchiveUpload.from_dict(answer)
 
     def sync(
         self,
         instance_id: str,
-        local_dir: str,
-        remote_dir: str,
-        exclude: Optional[Iterable[str]] = None,
+        local_dir: Union[str, "os.PathLike[str]"],
+        remote_dir: str = "/workspace",
+        exclude: Union[str, Iterable[str], None] = DEFAULT_SYNC_EXCLUDE,
+        delete: bool = False,
+        *,
+        request_timeout: Optional[float] = None,
     ) -> SyncResult:
-        """Upload a local directory into the instance: ``POST /api/v1/instances/{id}/sync``.
+        """Upload a local directory into the instance:
+        ``POST /api/v1/instances/{id}/sync?dest=...[&delete=true]``.
 
-        The body is ``{"remote_dir": ..., "files": [{"path", "mode",
-        "content_base64"}]}`` with every regular file under ``local_dir``
-        (symbolic links and special files are left out). A file or directory is
-        skipped when its name, or its path relative to ``local_dir``, is in
-        ``exclude`` (e.g. ``["node_modules", ".git"]``; no glob patterns).
+        The SDK packs ``local_dir`` into a tar archive in memory (regular
+        files, directories and symbolic links; sockets, pipes and devices are
+        left out; the server takes up to 1 GiB) and the server unpacks it
+        under ``remote_dir``.
+
+        Args:
+            local_dir: The directory to send (its content, not itself).
+            remote_dir: Where it goes in the instance (default ``/workspace``).
+            exclude: Glob patterns (``fnmatch``) of what to leave out; a file
+                or directory is left out when a pattern matches one of its
+                path's names (``node_modules``, ``*.pyc``) or its whole path
+                relative to ``local_dir`` (``build/*.o``, ``docs/tmp``).
+                Default: ``node_modules``, ``.git``, ``__pycache__``; give
+                ``()`` to send everything.
+            delete: Empty ``remote_dir`` first, so it mirrors ``local_dir``.
+
+        Raises:
+            ValueError: ``local_dir`` is not a directory (before any request).
+            FaaSError: 400 for a bad ``remote_dir``; ConflictError when the
+                instance does not run.
         """
-        path = self._path(instance_id, "sync")
-        files = _collect_files(local_dir, exclude or ())
-        body = {
-            "remote_dir": remote_dir,
-            "files": [{"path": p, "mode": m, "content_base64": base64.b64encode(c).decode("ascii")} for p, m, c in files],
-        }
-        answer = self._http.call("POST", path, body)
-        return SyncResult(
-            files_sent=len(files),
-            bytes_sent=sum(len(c) for _, _, c in files),
-            response=answer if isinstance(answer, dict) else {},
-        )
+        tar_bytes, files, size, skipped = build_sync_archive(local_dir, exclude)
+        query = {"dest": remote_dir, "delete": "true" if delete else None}
+        answer = self._http.call("POST", self._path(instance_id, "sync"), query=query, data=tar_bytes,
+                                 content_type="application/x-tar", timeout=request_timeout)
+        result = SyncResult.from_dict(answer)
+        result.files_sent, result.bytes_sent, result.excluded = files, size, skipped
+        return result
 
 
 class Keys(_Api):
@@ -706,22 +950,99 @@ def _when(t: Optional[Union[str, datetime.date]]) -> Optional[str]:
     return t.isoformat()
 
 
-def _collect_files(local_dir: str, exclude: Iterable[str]) -> List[Tuple[str, int, bytes]]:
-    """Regular files under local_dir as (relative POSIX path, mode, content)."""
-    if not os.path.isdir(local_dir):
-        raise ValueError(f"local_dir {local_dir} is not a directory")
-    skip = {e.rstrip("/") for e in exclude}
-    out: List[Tuple[str, int, bytes]] = []
-    for root, dirs, files in os.walk(local_dir):
-        rel_root = os.path.relpath(root, local_dir)
-        rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
-        dirs[:] = sorted(d for d in dirs if d not in skip and rel_root + d not in skip)
-        for name in sorted(files):
-            rel = rel_root + name
-            full = os.path.join(root, name)
-            if name in skip or rel in skip or os.path.islink(full) or not os.path.isfile(full):
-                continue
-            with open(full, "rb") as f:
-                content = f.read()
-            out.append((rel, os.stat(full).st_mode & 0o777, content))
-    return out
+def _octal(mode: Optional[Union[int, str]]) -> Optional[str]:
+    """A file mode as the octal digits the server takes (``0o755`` -> ``"755"``)."""
+    if mode is None:
+        return None
+    if isinstance(mode, bool) or not isinstance(mode, (int, str)):
+        raise TypeError("mode must be an int such as 0o755 or an octal string such as '755'")
+    if isinstance(mode, int):
+        if not 0 <= mode <= 0o777:
+            raise ValueError("mode must be permission bits 0...0o777")
+        return format(mode, "o")
+    m = mode.strip().lower()
+    return m[2:] if m.startswith("0o") else m
+
+
+def _excluded(rel: str, patterns: Sequence[str]) -> bool:
+    """True when a pattern matches one of rel's names or rel itself."""
+    parts = rel.split("/")
+    for p in patterns:
+        if fnmatch.fnmatchcase(rel, p) or any(fnmatch.fnmatchcase(part, p) for part in parts):
+            return True
+    return False
+
+
+def build_sync_archive(
+    local_dir: Union[str, "os.PathLike[str]"],
+    exclude: Union[str, Iterable[str], None] = DEFAULT_SYNC_EXCLUDE,
+) -> Tuple[bytes, int, int, List[str]]:
+    """The tar archive ``instances.sync`` sends: ``(archive, regular files,
+    their bytes, excluded relative paths)``.
+
+    Entries are relative POSIX paths (``src/a.py``, directories ``src/``) with
+    the local modes and times; symbolic links stay links; hard links become
+    separate files; sockets, pipes and devices are left out. See
+    :meth:`Instances.sync` for ``exclude``.
+    """
+    root = os.fspath(local_dir)
+    if not os.path.isdir(root):
+        raise ValueError(f"local_dir {root!r} is not a directory")
+    if exclude is None:
+        exclude = ()
+    elif isinstance(exclude, str):
+        exclude = (exclude,)
+    patterns = []
+    for e in exclude:
+        e = e.strip().strip("/")
+        while e.startswith("./"):
+            e = e[2:]
+        if e:
+            patterns.append(e)
+    buf = io.BytesIO()
+    files = size = 0
+    skipped: List[str] = []
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
+        def add(full: str, rel: str, st: os.stat_result) -> None:
+            nonlocal files, size
+            info = tarfile.TarInfo(rel)
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.mtime = int(st.st_mtime)
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(full)
+                tar.addfile(info)
+            elif stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as f:
+                    info.size = os.fstat(f.fileno()).st_size
+                    tar.addfile(info, f)
+                files += 1
+                size += info.size
+
+        for dirpath, dirs, names in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            kept = []
+            for d in sorted(dirs):
+                rel = rel_dir + d
+                if _excluded(rel, patterns):
+                    skipped.append(rel)
+                    continue
+                full = os.path.join(dirpath, d)
+                st = os.lstat(full)
+                add(full, rel, st)  # a link to a directory is kept as a link, not followed
+                if stat.S_ISDIR(st.st_mode):
+                    kept.append(d)
+            dirs[:] = kept
+            for n in sorted(names):
+                rel = rel_dir + n
+                if _excluded(rel, patterns):
+                    skipped.append(rel)
+                    continue
+                full = os.path.join(dirpath, n)
+                add(full, rel, os.lstat(full))
+    return buf.getvalue(), files, size, skipped

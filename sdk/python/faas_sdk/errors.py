@@ -1,5 +1,5 @@
 """Errors of the SDK: :class:`FaaSError` and its subclasses for answers a
-caller typically handles on their own (404, 409, merge conflicts)."""
+caller typically handles on their own (404, 409, merge conflicts, 422)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ class FaaSError(Exception):
 
     Some answers raise a subclass, so they can be caught on their own:
     :class:`NotFoundError` (404), :class:`ConflictError` (409) and its
-    :class:`MergeConflictError` (409 ``merge_conflict``, with ``paths``).
-    Catching ``FaaSError`` catches them all.
+    :class:`MergeConflictError` (409 ``merge_conflict``, with ``paths``), and
+    :class:`UnprocessableError` (422). Catching ``FaaSError`` catches them all.
     """
 
     def __init__(
@@ -91,7 +91,14 @@ class NotFoundError(FaaSError):
 class ConflictError(FaaSError):
     """409: the request conflicts with the current state, e.g. ``code``
     ``snapshot_broken`` (a snapshot whose image cannot be restored) or
-    ``conflict`` (already exists)."""
+    ``conflict`` (already exists; an instance that is paused or stopped where it
+    must run, or created without ``enable_ssh`` when asked for SSH)."""
+
+
+class UnprocessableError(FaaSError):
+    """422 (code ``unprocessable``): the request is well formed but the thing
+    asked cannot do it, e.g. ``instances.vscode`` on an instance whose image
+    lacks ``code-server``; ``message`` names what is missing."""
 
 
 class MergeConflictError(ConflictError):
@@ -123,4 +130,6 @@ def error_class(status: int, code: str) -> Type[FaaSError]:
         return NotFoundError
     if status == 409:
         return MergeConflictError if code == "merge_conflict" else ConflictError
+    if status == 422:
+        return UnprocessableError
     return FaaSError

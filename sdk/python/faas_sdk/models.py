@@ -3,10 +3,6 @@
 Every class is built with ``from_dict``, which tolerates missing fields (they
 keep their defaults) and keeps fields it does not know in ``extra``, so a
 newer server's answers never break an older SDK.
-
-Classes marked *provisional* describe endpoints the server does not offer yet
-(instances); their known fields follow the design document and everything
-else the server sends is in ``extra``.
 """
 
 from __future__ import annotations
@@ -405,44 +401,134 @@ class MergeResult(Model):
     _nested: ClassVar[Dict[str, Type[Model]]] = {"snapshot": Snapshot, "changes": MergeChange}
 
 
-# --- provisional ------------------------------------------------------------
+# --- persistent instances --------------------------------------------------
+
+
+@dataclass
+class InstanceResources(Model):
+    """The resources of an instance: CPU cores, memory and disk limit (MB)."""
+
+    cpu_cores: float = 0.0
+    memory_mb: int = 0
+    disk_mb: int = 0
+
+
+@dataclass
+class Exposure(Model):
+    """A port of an instance exposed through the server.
+
+    ``url`` reaches it by path (``http://server/p/{id}/{name}/``), ``host_url``
+    by host name (``http://{name}-{id}.localhost:PORT/``; empty when the
+    server routes no host names). A port that is not ``public`` needs the
+    owner's API key (``x-api-key`` / ``Authorization`` header, or the
+    ``api_key`` query parameter).
+    """
+
+    name: str = ""
+    port: int = 0
+    public: bool = False
+    url: str = ""
+    host_url: str = ""
 
 
 @dataclass
 class Instance(Model):
-    """Provisional: a persistent instance."""
+    """A persistent instance: a sandbox that lives until deleted, keeping its
+    files, processes and interpreter state between executions.
+
+    ``state`` (and its copy ``status``) is ``running``, ``paused`` or
+    ``stopped``; ``error`` says why it is not running when that was not asked
+    for. ``idle_ttl_seconds`` (when set) pauses it after that long idle.
+    Timestamps are RFC 3339 strings.
+    """
 
     id: str = ""
-    status: Optional[str] = None
-    image: Optional[str] = None
-    language: Optional[str] = None
-    created_at: Optional[str] = None
-
-
-@dataclass
-class ExposedPort(Model):
-    """Provisional: a port of an instance exposed through the server."""
-
-    url: str = ""
+    instance_id: str = ""
     name: Optional[str] = None
-    port: Optional[int] = None
+    image: str = ""
+    language: str = ""
+    state: str = ""
+    status: str = ""
+    error: Optional[str] = None
+    resources: InstanceResources = field(default_factory=InstanceResources)
+    enable_ssh: bool = False
+    idle_ttl_seconds: Optional[int] = None
+    exposures: List[Exposure] = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"resources": InstanceResources, "exposures": Exposure}
+
+    @property
+    def running(self) -> bool:
+        """True when the instance runs (``state == "running"``)."""
+        return (self.state or self.status) == "running"
+
+    @property
+    def paused(self) -> bool:
+        """True when the instance is paused (checkpointed to disk)."""
+        return (self.state or self.status) == "paused"
+
+    @property
+    def stopped(self) -> bool:
+        """True when the instance is stopped (processes ended, files kept)."""
+        return (self.state or self.status) == "stopped"
 
 
 @dataclass
-class SshInfo(Model):
-    """Provisional: SSH credentials of an instance."""
+class SSHInfo(Model):
+    """Answer of ``instances.ssh``: where and how to connect over SSH.
 
-    host: Optional[str] = None
-    port: Optional[int] = None
-    username: Optional[str] = None
-    private_key: Optional[str] = None
-    command: Optional[str] = None
+    ``private_key`` is a new OpenSSH private key authorized for the instance
+    on this call (it is shown only here); ``public_key`` its authorized_keys
+    line; ``known_hosts`` a line for ``~/.ssh/known_hosts``; ``command`` the
+    ``ssh`` command line, with ``KEYFILE`` standing for the file holding
+    ``private_key``. ``user`` is the instance id.
+    """
+
+    instance_id: str = ""
+    host: str = ""
+    port: int = 0
+    user: str = ""
+    private_key: str = ""
+    public_key: str = ""
+    known_hosts: str = ""
+    command: str = ""
+
+
+@dataclass
+class FileUpload(Model):
+    """Answer of ``instances.upload``: the file's ``path``, its ``size`` in
+    bytes, and how many archive ``entries`` the server wrote."""
+
+    path: str = ""
+    size: int = 0
+    entries: int = 0
+
+
+@dataclass
+class ArchiveUpload(Model):
+    """Answer of ``instances.upload_archive``: the directory ``dest`` the tar
+    archive was unpacked under, and how many ``entries`` it held."""
+
+    dest: str = ""
+    entries: int = 0
 
 
 @dataclass
 class SyncResult(Model):
-    """Provisional: what ``instances.sync`` sent, and the server's answer."""
+    """Answer of ``instances.sync``: the server's ``dest`` and ``entries``
+    (files and directories unpacked), and what the SDK sent: ``files_sent``
+    regular files of ``bytes_sent`` bytes in all, and the relative paths it
+    left out (``excluded``: the excluded names, not what lies below them)."""
 
+    dest: str = ""
+    entries: int = 0
     files_sent: int = 0
     bytes_sent: int = 0
-    response: Dict[str, Any] = field(default_factory=dict)
+    excluded: List[str] = field(default_factory=list)
+
+
+#: Former names of :class:`Exposure` and :class:`SSHInfo`.
+ExposedPort = Exposure
+SshInfo = SSHInfo

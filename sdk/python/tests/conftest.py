@@ -3,8 +3,12 @@ loopback port with a temporary data directory, started once per session.
 
 The tests need root and bin/faas, bin/faas-agent, bin/runsc (build them as the
 main README says). Without them they fail with a message saying what to do;
-they never skip. FAAS_TEST_ENDPOINT + FAAS_TEST_API_KEY (an admin key) point
-the tests at a server that is already running instead.
+they never skip. FAAS_TEST_BIN_DIR names another directory holding faas and
+faas-agent, FAAS_RUNSC another runsc. FAAS_TEST_ENDPOINT + FAAS_TEST_API_KEY
+(an admin key) point the tests at a server that is already running instead.
+
+Each server gets its own free port for the SSH gateway (FAAS_SSH_PORT), so
+several can run at once.
 """
 
 from __future__ import annotations
@@ -100,8 +104,9 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
         pytest.fail("the SDK tests start a real faas server that runs gVisor sandboxes, "
                     "which needs root: run them as root", pytrace=False)
     root = repo_root()
-    faas = root / "bin" / "faas"
-    agent = root / "bin" / "faas-agent"
+    bin_dir = Path(os.environ.get("FAAS_TEST_BIN_DIR") or root / "bin")
+    faas = bin_dir / "faas"
+    agent = bin_dir / "faas-agent"
     runsc = Path(os.environ.get("FAAS_RUNSC") or root / "bin" / "runsc")
     for path, how in [
         (faas, "CGO_ENABLED=0 go build -o bin/faas ./cmd/faas"),
@@ -124,6 +129,7 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
         "FAAS_HOST": "127.0.0.1",
         "FAAS_RUNSC": str(runsc),
         "FAAS_AGENT": str(agent),
+        "FAAS_SSH_PORT": str(_free_port()),
     })
     env.update(extra_env or {})
     # The log goes to a file, not a pipe: a server whose reader died would be

@@ -1,6 +1,6 @@
 """Errors: every refusal is a FaaSError (404 a NotFoundError, 409 a
-ConflictError) with the server's status, code and message; endpoints the server
-does not have yet surface its 404/501."""
+ConflictError, 422 an UnprocessableError) with the server's status, code and
+message; what the server does not offer surfaces its 501."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any, Callable
 
 import pytest
 
-from faas_sdk import ConflictError, FaaSClient, FaaSError, MergeConflictError, NotFoundError
+from faas_sdk import (
+    ConflictError,
+    FaaSClient,
+    FaaSError,
+    MergeConflictError,
+    NotFoundError,
+    UnprocessableError,
+)
 
 
 def test_bad_api_key(server) -> None:  # type: ignore[no-untyped-def]
@@ -48,15 +55,17 @@ def test_limit_out_of_range(client: FaaSClient) -> None:
     assert "memory" in ei.value.message
 
 
-@pytest.mark.parametrize("mode", ["persistent"])
-def test_planned_modes_are_501(client: FaaSClient, mode: str) -> None:
+def test_persistent_mode_runs_in_a_new_instance(client: FaaSClient) -> None:
+    # The seed's form: execute in mode persistent creates an instance and runs
+    # the code there; an unknown instance_id is not found.
+    r = client.execute(code="print(1)", language="python", mode="persistent")
+    assert r.exit_code == 0 and r.stdout == "1\n" and r.mode == "persistent"
+    instance_id = r.extra.get("instance_id") if hasattr(r, "extra") else None
+    assert instance_id, r
+    client.instances.delete(instance_id)
     with pytest.raises(FaaSError) as ei:
-        client.execute(code="print(1)", language="python", mode=mode)
-    e = ei.value
-    assert e.status == 501
-    assert e.code == "not_available"
-    assert e.is_not_implemented
-    assert mode in e.message
+        client.execute(code="print(1)", mode="persistent", instance_id="i-0000000000000000")
+    assert ei.value.status == 404
 
 
 def test_unknown_execution_is_404(client: FaaSClient) -> None:
@@ -75,6 +84,7 @@ def test_error_classes() -> None:
     assert error_class(404, "not_found") is NotFoundError
     assert error_class(409, "snapshot_broken") is ConflictError
     assert error_class(409, "merge_conflict") is MergeConflictError
+    assert error_class(422, "unprocessable") is UnprocessableError
     assert error_class(400, "invalid_request") is FaaSError
     e = MergeConflictError(409, "merge_conflict", "conflict", body={"paths": ["/workspace/a", 3]})
     assert e.paths == ["/workspace/a"]
@@ -133,49 +143,49 @@ def test_unknown_ids_are_not_found(client: FaaSClient, name: str) -> None:
     assert ei.value.message
 
 
-# Endpoints of the design the server does not offer yet. The SDK calls them as
-# documented and surfaces the server's answer: today 404 (no such endpoint).
-# Unknown ids keep these at 404 once the endpoints exist.
-MISSING: dict = {
-    "instances.get": lambda c, d: c.instances.get("inst_does_not_exist"),
-    "instances.exec": lambda c, d: c.instances.exec("inst_does_not_exist", command="true"),
-    "instances.stop": lambda c, d: c.instances.stop("inst_does_not_exist"),
-    "instances.expose": lambda c, d: c.instances.expose("inst_does_not_exist", 3000, name="web"),
-    "instances.ssh": lambda c, d: c.instances.ssh("inst_does_not_exist"),
-    "instances.delete": lambda c, d: c.instances.delete("inst_does_not_exist"),
-    "instances.sync": lambda c, d: c.instances.sync("inst_does_not_exist", str(d), "/workspace"),
+# Instance endpoints: an unknown instance is 404 (NotFoundError) on each.
+UNKNOWN_INSTANCE: dict = {
+    "instances.get": lambda c, d: c.instances.get("i-0000000000000000"),
+    "instances.exec": lambda c, d: c.instances.exec("i-0000000000000000", command="true"),
+    "instances.stop": lambda c, d: c.instances.stop("i-0000000000000000"),
+    "instances.pause": lambda c, d: c.instances.pause("i-0000000000000000"),
+    "instances.expose": lambda c, d: c.instances.expose("i-0000000000000000", 3000, name="web"),
+    "instances.unexpose": lambda c, d: c.instances.unexpose("i-0000000000000000", "web"),
+    "instances.ssh": lambda c, d: c.instances.ssh("i-0000000000000000"),
+    "instances.delete": lambda c, d: c.instances.delete("i-0000000000000000"),
+    "instances.upload": lambda c, d: c.instances.upload("i-0000000000000000", "/workspace/a.txt", b"x"),
+    "instances.download": lambda c, d: c.instances.download("i-0000000000000000", "/workspace/a.txt"),
+    "instances.sync": lambda c, d: c.instances.sync("i-0000000000000000", str(d)),
+    "instances.vscode": lambda c, d: c.instances.vscode("i-0000000000000000"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(MISSING))
-def test_endpoints_not_on_the_server_yet(client: FaaSClient, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", sorted(UNKNOWN_INSTANCE))
+def test_unknown_instance_is_not_found(client: FaaSClient, tmp_path: Path, name: str) -> None:
     (tmp_path / "a.txt").write_text("hello")
-    call: Callable[[FaaSClient, Path], Any] = MISSING[name]
-    with pytest.raises(FaaSError) as ei:
+    call: Callable[[FaaSClient, Path], Any] = UNKNOWN_INSTANCE[name]
+    with pytest.raises(NotFoundError) as ei:
         call(client, tmp_path)
-    assert ei.value.status in (404, 501), str(ei.value)
+    assert ei.value.status == 404, str(ei.value)
+    assert ei.value.code == "not_found"
     assert ei.value.message
 
 
 def test_sync_goes_to_the_documented_endpoint(client: FaaSClient, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello")
     with pytest.raises(FaaSError) as ei:
-        client.instances.sync("inst_does_not_exist", str(tmp_path), "/workspace")
-    assert ei.value.request == "POST /api/v1/instances/inst_does_not_exist/sync"
+        client.instances.sync("i-0000000000000000", str(tmp_path), "/workspace")
+    assert ei.value.request == "POST /api/v1/instances/i-0000000000000000/sync"
 
 
-# Lists have no id: once the server has them they succeed, so either outcome is
-# accepted, but never a fake empty answer.
-LISTS: dict = {
-    "instances.list": lambda c: c.instances.list(),
-}
-
-
-@pytest.mark.parametrize("name", sorted(LISTS))
-def test_lists_not_on_the_server_yet(client: FaaSClient, name: str) -> None:
-    try:
-        v = LISTS[name](client)
-    except FaaSError as e:
-        assert e.status in (404, 501), str(e)
-    else:
-        assert v is not None
+def test_instance_ids_and_arguments_are_checked_before_any_request(client: FaaSClient, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        client.instances.get("")
+    with pytest.raises(ValueError):
+        client.instances.unexpose("i-0000000000000000", "")
+    with pytest.raises(ValueError):
+        client.instances.sync("i-0000000000000000", str(tmp_path / "missing"))
+    with pytest.raises(TypeError):
+        client.instances.upload("i-0000000000000000", "/workspace/a", 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        client.instances.upload("i-0000000000000000", "/workspace/a", b"", mode=0o1000)

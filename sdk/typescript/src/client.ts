@@ -1,12 +1,11 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
-
 import { camelize } from './convert.js';
 import { FaaSError } from './errors.js';
 import { SDK_VERSION, Transport } from './http.js';
 import { ExecutionStream } from './stream.js';
+import { packDirectory } from './tar.js';
 import type {
   ApiKey,
+  ArchiveResult,
   Branch,
   BranchRequest,
   CreateBranchRequest,
@@ -37,6 +36,10 @@ import type {
   UsageQuery,
   UsageReport,
   CurrentUsage,
+  DevServer,
+  UploadArchiveOptions,
+  UploadOptions,
+  UploadResult,
 } from './types.js';
 
 /** Options of `new FaaSClient(...)`. */
@@ -66,6 +69,81 @@ export interface UsageApi {
   (query?: UsageQuery, options?: RequestOptions): Promise<UsageReport>;
   /** GET /api/v1/usage/current — this billing period: usage, tier, bill, projection, prices. */
   current(options?: RequestOptions): Promise<CurrentUsage>;
+}
+
+/**
+ * `client.instances`: persistent instances, sandboxes that keep running (files,
+ * processes, a live interpreter) until paused, stopped or deleted. Every call
+ * answers for the caller's account only: another account's instance is 404.
+ */
+export interface InstancesApi {
+  /** POST /api/v1/instances: a new running instance (201). */
+  create(req?: CreateInstanceRequest, options?: RequestOptions): Promise<Instance>;
+  /** GET /api/v1/instances: the account's instances. */
+  list(options?: RequestOptions): Promise<Instance[]>;
+  /** GET /api/v1/instances/{id}. */
+  get(instanceId: string, options?: RequestOptions): Promise<Instance>;
+  /** DELETE /api/v1/instances/{id}: ends it and removes its files. */
+  delete(instanceId: string, options?: RequestOptions): Promise<void>;
+  /**
+   * POST /api/v1/instances/{id}/exec: a command (a string is `{ command }`, run
+   * by `sh -c`) or `code` run in the instance's live interpreter. Resolves with
+   * the result (mode `persistent`) even when the program fails; rejects with a
+   * FaaSError 409 `conflict` when the instance is paused or stopped.
+   */
+  exec(instanceId: string, req: string | InstanceExecRequest, options?: RequestOptions): Promise<ExecuteResult>;
+  /** POST …/stop: its processes end; files under /workspace and /home/user are kept. */
+  stop(instanceId: string, options?: RequestOptions): Promise<Instance>;
+  /** POST …/start: boots a stopped instance again with its files. */
+  start(instanceId: string, options?: RequestOptions): Promise<Instance>;
+  /** POST …/pause: checkpoints it to disk and frees its memory. */
+  pause(instanceId: string, options?: RequestOptions): Promise<Instance>;
+  /** POST …/resume: a paused instance runs on where it was (files, processes, interpreter). */
+  resume(instanceId: string, options?: RequestOptions): Promise<Instance>;
+  /**
+   * GET …/ssh: a new key pair authorized for the instance (created with
+   * `enableSsh: true`, else 409; a server without SSH gateway answers 501).
+   */
+  ssh(instanceId: string, options?: RequestOptions): Promise<SshInfo>;
+  /** Same as `ssh`. */
+  sshInfo(instanceId: string, options?: RequestOptions): Promise<SshInfo>;
+  /**
+   * POST …/expose: serves a port of the instance through the server (a number
+   * is `{ port }`). Unless `public`, the URLs need the owner's key.
+   */
+  expose(instanceId: string, req: number | ExposeRequest, options?: RequestOptions): Promise<ExposedPort>;
+  /** DELETE …/expose/{name}. */
+  unexpose(instanceId: string, name: string, options?: RequestOptions): Promise<void>;
+  /**
+   * PUT …/files?path=: writes one file (parents created). `remotePath` is
+   * absolute, under /workspace, /home/user or /tmp. A string is sent as UTF-8.
+   */
+  upload(
+    instanceId: string,
+    remotePath: string,
+    data: string | Uint8Array,
+    opts?: UploadOptions,
+    options?: RequestOptions,
+  ): Promise<UploadResult>;
+  /** GET …/files?path=: the content of one regular file. */
+  download(instanceId: string, remotePath: string, options?: RequestOptions): Promise<Uint8Array>;
+  /** GET …/files?path=&format=tar: a tar archive of a file or directory (names without the leading `/`). */
+  downloadArchive(instanceId: string, remotePath: string, options?: RequestOptions): Promise<Uint8Array>;
+  /** POST …/files/archive?dest=: unpacks a tar archive under `dest` (default /workspace). */
+  uploadArchive(instanceId: string, tar: Uint8Array, opts?: UploadArchiveOptions, options?: RequestOptions): Promise<ArchiveResult>;
+  /**
+   * POST …/sync?dest=: packs the local directory `localDir` into a tar archive
+   * (leaving out `exclude`; see `packDirectory`) and unpacks it under
+   * `remoteDir`. With `delete: true` the remote directory is emptied first, so
+   * it mirrors the local one.
+   */
+  sync(instanceId: string, localDir: string, remoteDir?: string, opts?: SyncOptions, options?: RequestOptions): Promise<SyncResult>;
+  /** POST …/jupyter: starts Jupyter (if needed) and exposes it; 422 `unprocessable` when the image lacks it. */
+  jupyter(instanceId: string, options?: RequestOptions): Promise<DevServer>;
+  /** POST …/vscode: starts code-server; 422 when the image lacks it. */
+  vscode(instanceId: string, options?: RequestOptions): Promise<DevServer>;
+  /** POST …/vnc: starts a VNC desktop (Xvfb, x11vnc, websockify); 422 when the image lacks them. */
+  vnc(instanceId: string, options?: RequestOptions): Promise<DevServer>;
 }
 
 /** id itself, after checking it is a non-empty string (else a TypeError). */
@@ -132,21 +210,8 @@ export class FaaSClient {
     delete(sessionId: string, options?: RequestOptions): Promise<void>;
   };
 
-  /** Persistent instances (provisional). */
-  readonly instances: {
-    create(req?: CreateInstanceRequest, options?: RequestOptions): Promise<Instance>;
-    list(options?: RequestOptions): Promise<Instance[]>;
-    get(instanceId: string, options?: RequestOptions): Promise<Instance>;
-    exec(instanceId: string, req: InstanceExecRequest, options?: RequestOptions): Promise<ExecuteResult>;
-    stop(instanceId: string, options?: RequestOptions): Promise<Instance>;
-    start(instanceId: string, options?: RequestOptions): Promise<Instance>;
-    pause(instanceId: string, options?: RequestOptions): Promise<Instance>;
-    resume(instanceId: string, options?: RequestOptions): Promise<Instance>;
-    delete(instanceId: string, options?: RequestOptions): Promise<void>;
-    expose(instanceId: string, req: ExposeRequest, options?: RequestOptions): Promise<ExposedPort>;
-    ssh(instanceId: string, options?: RequestOptions): Promise<SshInfo>;
-    sync(instanceId: string, opts: SyncOptions, options?: RequestOptions): Promise<SyncResult>;
-  };
+  /** Persistent instances (needs the `instances` scope). See `InstancesApi`. */
+  readonly instances: InstancesApi;
 
   /** API keys (needs a key with the `admin` scope). */
   readonly keys: {
@@ -213,35 +278,78 @@ export class FaaSClient {
       },
     };
 
+    const inst = (id: string, rest = '') => `/api/v1/instances/${seg('instanceId', id)}${rest}`;
     const instancePost = (action: string) => (id: string, o?: RequestOptions) =>
-      http.call<Instance>('POST', `/api/v1/instances/${seg('instanceId', id)}/${action}`, { ...o, body: {} });
+      http.call<Instance>('POST', inst(id, '/' + action), { ...o, body: {} });
+    const devServer = (name: string) => (id: string, o?: RequestOptions) =>
+      http.call<DevServer>('POST', inst(id, '/' + name), { ...o, body: {} });
+    const sshInfo = (id: string, o?: RequestOptions) => http.call<SshInfo>('GET', inst(id, '/ssh'), { ...o });
     this.instances = {
       create: (req, o) => http.call<Instance>('POST', '/api/v1/instances', { ...o, body: req ?? {} }),
       list: async (o) => listOf<Instance>(await http.call<unknown>('GET', '/api/v1/instances', { ...o }), 'instances'),
-      get: (id, o) => http.call<Instance>('GET', `/api/v1/instances/${seg('instanceId', id)}`, { ...o }),
-      exec: (id, req, o) =>
-        http.call<ExecuteResult>('POST', `/api/v1/instances/${seg('instanceId', id)}/exec`, { ...o, body: req }),
+      get: (id, o) => http.call<Instance>('GET', inst(id), { ...o }),
+      delete: async (id, o) => {
+        await http.call<unknown>('DELETE', inst(id), { ...o });
+      },
+      exec: (id, req, o) => {
+        const body: InstanceExecRequest = typeof req === 'string' ? { command: req } : req;
+        if (body === null || typeof body !== 'object') throw new TypeError('exec needs a command string or a request object');
+        return http.call<ExecuteResult>('POST', inst(id, '/exec'), { ...o, body });
+      },
       stop: instancePost('stop'),
       start: instancePost('start'),
       pause: instancePost('pause'),
       resume: instancePost('resume'),
-      delete: async (id, o) => {
-        await http.call<unknown>('DELETE', `/api/v1/instances/${seg('instanceId', id)}`, { ...o });
+      ssh: sshInfo,
+      sshInfo,
+      expose: (id, req, o) => {
+        const body: ExposeRequest = typeof req === 'number' ? { port: req } : req;
+        if (body === null || typeof body !== 'object') throw new TypeError('expose needs a port or { port, name?, public? }');
+        return http.call<ExposedPort>('POST', inst(id, '/expose'), { ...o, body });
       },
-      expose: (id, req, o) =>
-        http.call<ExposedPort>('POST', `/api/v1/instances/${seg('instanceId', id)}/expose`, { ...o, body: req }),
-      ssh: (id, o) => http.call<SshInfo>('GET', `/api/v1/instances/${seg('instanceId', id)}/ssh`, { ...o }),
-      sync: async (id, opts, o) => {
-        const path = `/api/v1/instances/${seg('instanceId', id)}/sync`;
-        const files = await collectFiles(opts.localDir, opts.exclude ?? []);
-        const bytesSent = files.reduce((n, f) => n + f.size, 0);
-        const body = {
-          remote_dir: opts.remoteDir,
-          files: files.map((f) => ({ path: f.path, mode: f.mode, content_base64: f.content })),
-        };
-        const response = await http.call<Record<string, unknown>>('POST', path, { ...o, body, raw: true });
-        return { filesSent: files.length, bytesSent, response: response ?? {} };
+      unexpose: async (id, name, o) => {
+        await http.call<unknown>('DELETE', inst(id, `/expose/${seg('name', name)}`), { ...o });
       },
+      upload: (id, remotePath, data, opts, o) => {
+        need('remotePath', remotePath);
+        if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+          throw new TypeError('upload data must be a string or a Uint8Array (a Buffer is one)');
+        }
+        const mode = opts?.mode;
+        return http.call<UploadResult>('PUT', inst(id, '/files'), {
+          ...o,
+          data: typeof data === 'string' ? new TextEncoder().encode(data) : data,
+          query: { path: remotePath, mode: typeof mode === 'number' ? mode.toString(8) : mode },
+        });
+      },
+      download: (id, remotePath, o) =>
+        http.bytes('GET', inst(id, '/files'), { ...o, query: { path: need('remotePath', remotePath) } }),
+      downloadArchive: (id, remotePath, o) =>
+        http.bytes('GET', inst(id, '/files'), { ...o, query: { path: need('remotePath', remotePath), format: 'tar' } }),
+      uploadArchive: (id, tar, opts, o) => {
+        if (!(tar instanceof Uint8Array)) throw new TypeError('the archive must be a Uint8Array');
+        return http.call<ArchiveResult>('POST', inst(id, '/files/archive'), {
+          ...o,
+          data: tar,
+          contentType: 'application/x-tar',
+          query: { dest: opts?.dest },
+        });
+      },
+      sync: async (id, localDir, remoteDir = '/workspace', opts, o) => {
+        const path = inst(id, '/sync');
+        need('localDir', localDir);
+        const { tar, stats } = await packDirectory(localDir, { exclude: opts?.exclude ?? [] });
+        const answer = await http.call<ArchiveResult>('POST', path, {
+          ...o,
+          data: tar,
+          contentType: 'application/x-tar',
+          query: { dest: remoteDir, delete: opts?.delete ? 'true' : undefined },
+        });
+        return { ...answer, ...stats };
+      },
+      jupyter: devServer('jupyter'),
+      vscode: devServer('vscode'),
+      vnc: devServer('vnc'),
     };
 
     this.keys = {
@@ -355,37 +463,4 @@ function listOf<T>(answer: unknown, key: string): T[] {
   if (Array.isArray(answer)) return answer as T[];
   const inner = (answer as Record<string, unknown> | undefined)?.[key];
   return Array.isArray(inner) ? (inner as T[]) : [];
-}
-
-interface LocalFile {
-  path: string;
-  mode: number;
-  size: number;
-  content: string;
-}
-
-/** Regular files under dir (relative POSIX paths), leaving out `exclude`d names. */
-async function collectFiles(dir: string, exclude: string[]): Promise<LocalFile[]> {
-  const info = await stat(dir);
-  if (!info.isDirectory()) throw new TypeError(`localDir ${dir} is not a directory`);
-  const skip = new Set(exclude.map((e) => e.replace(/\/+$/, '')));
-  const out: LocalFile[] = [];
-  const walk = async (d: string): Promise<void> => {
-    const entries = await readdir(d, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const full = join(d, e.name);
-      const rel = relative(dir, full).split(sep).join('/');
-      if (skip.has(e.name) || skip.has(rel)) continue;
-      if (e.isDirectory()) {
-        await walk(full);
-      } else if (e.isFile()) {
-        const [content, st] = await Promise.all([readFile(full), stat(full)]);
-        out.push({ path: rel, mode: st.mode & 0o777, size: content.length, content: content.toString('base64') });
-      }
-      // Symbolic links, sockets and devices are not sent.
-    }
-  };
-  await walk(dir);
-  return out;
 }

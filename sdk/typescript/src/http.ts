@@ -28,6 +28,10 @@ export interface CallOptions extends RequestOptions {
   body?: unknown;
   /** Send `body` as it is (no key conversion). */
   raw?: boolean;
+  /** A raw request body (bytes or text) sent instead of JSON `body`. */
+  data?: Uint8Array | string;
+  /** Content-Type of `data` (default application/octet-stream). */
+  contentType?: string;
   /** Query string parameters (undefined values are left out). */
   query?: Record<string, string | number | undefined>;
   /** Send the API key (default true). */
@@ -87,6 +91,12 @@ export class Transport {
     return camelize<T>(data);
   }
 
+  /** Sends one call and returns the raw bytes of its 2xx answer. */
+  async bytes(method: string, path: string, opts: CallOptions = {}): Promise<Uint8Array> {
+    const resp = await this.open(method, path, opts, 'application/octet-stream, application/x-tar, */*');
+    return new Uint8Array(await resp.arrayBuffer());
+  }
+
   /**
    * Like call without the key conversion of the answer. Answers with a 2xx
    * status are returned; so is an error answer for which `accept(status,
@@ -128,8 +138,11 @@ export class Transport {
       'User-Agent': this.config.userAgent,
       ...this.config.headers,
     };
-    let body: string | undefined;
-    if (opts.body !== undefined) {
+    let body: string | Uint8Array | undefined;
+    if (opts.data !== undefined) {
+      body = opts.data;
+      headers['Content-Type'] = opts.contentType ?? 'application/octet-stream';
+    } else if (opts.body !== undefined) {
       body = JSON.stringify(opts.raw ? opts.body : snakeize(opts.body));
       headers['Content-Type'] = 'application/json';
     }
@@ -156,7 +169,7 @@ export class Transport {
 
   private async fetchOnce(
     url: URL,
-    init: { method: string; headers: Record<string, string>; body: string | undefined },
+    init: { method: string; headers: Record<string, string>; body: string | Uint8Array | undefined },
     what: string,
     signal: AbortSignal | undefined,
     timeoutMs: number | undefined,

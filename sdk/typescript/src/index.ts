@@ -10,9 +10,11 @@
  * @packageDocumentation
  */
 export { FaaSClient } from './client.js';
-export type { ClientOptions, UsageApi } from './client.js';
+export type { ClientOptions, InstancesApi, UsageApi } from './client.js';
 export { FaaSError, MergeConflictError } from './errors.js';
 export { ExecutionStream } from './stream.js';
 export type { ExecutionStreamEvents, OutputStream, StreamFrame } from './stream.js';
 export { parseRetryAfter, SDK_VERSION } from './http.js';
+export { createTar, packDirectory } from './tar.js';
+export type { PackOptions, PackStats, TarEntry } from './tar.js';
 export type * from './types.js';

@@ -1,18 +1,16 @@
 // Request and result types. Field names are the camelCase forms of the wire's
 // snake_case JSON names (`exit_code` → `exitCode`); see README.md.
 //
-// Types marked "provisional" describe endpoints the server does not offer yet
-// (instances). Their known fields follow DESIGN.md; every other field the
-// server sends is kept (camelCased) through the index signature, so nothing is
-// lost when the server's answer grows.
+// Fields a newer server adds are kept too (camelCased), though not typed here.
 
 /** Languages the server runs `code` in. */
 export type Language = 'python' | 'javascript' | 'typescript' | 'bash';
 
 /**
  * Execution modes. `ephemeral`, `cached`, `checkpointed` (a live session) and
- * `branched` (a session restored from a snapshot) are available; `persistent`
- * is planned and answered with 501 today.
+ * `branched` (a session restored from a snapshot) are available for `execute`.
+ * `persistent` is the mode of execs in an instance (`instances.exec`); `execute`
+ * answers 501 to it.
  */
 export type Mode = 'ephemeral' | 'cached' | 'checkpointed' | 'branched' | 'persistent';
 
@@ -85,7 +83,7 @@ export interface ExecuteRequest {
   parentSnapshot?: string;
   /** Same as `parentSnapshot`. */
   branchFrom?: string;
-  /** Planned (persistent mode): the instance to run in. */
+  /** Not served by `execute` (501): run in an instance with `instances.exec`. */
   instanceId?: string;
 }
 
@@ -301,11 +299,14 @@ export interface CurrentUsage {
 
 /**
  * Body of `snapshots.create`: the live session to snapshot, named by one of
- * `executionId` (an execution that ran in it), `sessionId` or `branchId`.
+ * `executionId` (an execution that ran in it), `sessionId` or `branchId`; or
+ * a running instance (`instanceId`).
  */
 export interface CreateSnapshotRequest {
   /** An execution of mode `checkpointed` or `branched` whose session still lives. */
   executionId?: string;
+  /** A running instance (it keeps running); start new instances from the snapshot with `instances.create({ snapshotId })`. */
+  instanceId?: string;
   sessionId?: string;
   /** Same as `sessionId` (a branch is a session). */
   branchId?: string;
@@ -426,36 +427,95 @@ export interface MergeResult {
 }
 
 // ---------------------------------------------------------------------------
-// Provisional: endpoints the server does not offer yet (see DESIGN.md).
+// Persistent instances.
 
-/** Provisional: a persistent instance. */
+/** What an instance is doing. */
+export type InstanceState = 'running' | 'paused' | 'stopped';
+
+/** CPU, memory and disk of an instance. */
+export interface InstanceResources {
+  /** CPUs, possibly fractional (0.5). */
+  cpuCores: number;
+  /** Memory limit in MiB. */
+  memoryMb: number;
+  /** Disk limit of its writable files in MiB. */
+  diskMb: number;
+}
+
+/** A port of an instance served through the server (`instances.expose`, the dev servers). */
+export interface ExposedPort {
+  /** 1–32 lowercase letters and digits; part of the URLs. */
+  name: string;
+  /** The port inside the instance (its loopback interface). */
+  port: number;
+  /** Reachable without a key; otherwise the owner's key is needed (header, or `?api_key=`). */
+  public: boolean;
+  /** By path: `http://server/p/{id}/{name}/`. */
+  url: string;
+  /** By host name: `http://{name}-{id}.{domain}:port/` (empty when the server has no expose domain). */
+  hostUrl: string;
+}
+
+/** A persistent instance: a sandbox that keeps running between executions. */
 export interface Instance {
+  /** `i-0123456789abcdef`. */
   id: string;
-  status?: string;
-  image?: string;
-  language?: string;
-  createdAt?: string;
-  [field: string]: unknown;
+  /** Same as `id`. */
+  instanceId: string;
+  name?: string;
+  image: string;
+  language: Language | string;
+  state: InstanceState;
+  /** Same as `state`. */
+  status: InstanceState;
+  /** Why it is not running when that was not asked for (e.g. a failed restart). */
+  error?: string;
+  resources: InstanceResources;
+  enableSsh: boolean;
+  /** It is paused after this many idle seconds (absent: never). */
+  idleTtlSeconds?: number;
+  exposures: ExposedPort[];
+  /** RFC 3339. */
+  createdAt: string;
+  updatedAt: string;
 }
 
 /** Body of `instances.create`. */
 export interface CreateInstanceRequest {
-  image?: string;
-  language?: Language;
-  resources?: Resources;
-  envVars?: EnvVars;
+  /** A name of your choice (not unique, not the id). */
   name?: string;
-  [field: string]: unknown;
+  /** Root filesystem image (default `host`). */
+  image?: string;
+  /** The language of `code` execs: its interpreter lives as long as the instance (default python). */
+  language?: Language;
+  /** Start from a snapshot (memory, processes and files), e.g. one of another instance. */
+  snapshotId?: string;
+  /** Default: the server's. */
+  resources?: Partial<InstanceResources>;
+  /** Allow SSH (`instances.ssh`). Default false. */
+  enableSsh?: boolean;
+  /** Outbound network access (the server answers 501 to `true` today). */
+  network?: boolean;
+  /** Pause the instance after this many seconds without use. */
+  idleTtlSeconds?: number;
 }
 
-/** Body of `instances.exec`. */
+/**
+ * Body of `instances.exec`: a `command` (run by `sh -c`; processes it starts in
+ * the background keep running), or `code` run in the instance's live
+ * interpreter (its globals persist between execs).
+ */
 export interface InstanceExecRequest {
-  code?: string;
-  language?: Language;
   command?: string | string[];
+  code?: string;
+  /** Default: the instance's language. */
+  language?: Language;
+  /** Text given to the program's standard input. */
   stdin?: string;
   envVars?: EnvVars;
+  /** Wall-clock limit in milliseconds (server default 30000). */
   timeoutMs?: number;
+  /** Absolute working directory (default /workspace). */
   workingDir?: string;
 }
 
@@ -463,48 +523,79 @@ export interface InstanceExecRequest {
 export interface ExposeRequest {
   /** Port inside the instance. */
   port: number;
-  /** A name for the exposed service (part of its URL). */
+  /** 1–32 lowercase letters and digits (default `p` + port). */
   name?: string;
+  /** Reachable by anyone with the URL (default false: the owner's key is needed). */
+  public?: boolean;
 }
 
-/** Provisional: an exposed port. */
-export interface ExposedPort {
-  url: string;
-  name?: string;
-  port?: number;
-  [field: string]: unknown;
-}
-
-/** Provisional: SSH credentials of an instance. */
+/** Answer of `instances.ssh`: a new key pair authorized for the instance (shown once). */
 export interface SshInfo {
-  host?: string;
-  port?: number;
-  username?: string;
-  privateKey?: string;
-  command?: string;
-  [field: string]: unknown;
+  instanceId: string;
+  /** Where the server's SSH gateway listens. */
+  host: string;
+  port: number;
+  /** The user to log in as (= the instance id). */
+  user: string;
+  /** OpenSSH private key (`-----BEGIN OPENSSH PRIVATE KEY-----…`); kept nowhere by the server. */
+  privateKey: string;
+  /** The authorized public key (`ssh-ed25519 AAAA… faas-<id>`). */
+  publicKey: string;
+  /** A known_hosts line for the gateway: `[host]:port ssh-ed25519 AAAA…`. */
+  knownHosts: string;
+  /** e.g. `ssh -i KEYFILE -p 2222 i-…@host`. */
+  command: string;
 }
 
-/** Options of `instances.sync` (an upload of a local directory). */
+/** Options of `instances.upload`. */
+export interface UploadOptions {
+  /** Permission bits: a number (`0o755`) or octal digits (`'755'`). Default 0o644. */
+  mode?: number | string;
+}
+
+/** Answer of `instances.upload`. */
+export interface UploadResult {
+  /** The absolute path written. */
+  path: string;
+  size: number;
+  entries: number;
+}
+
+/** Options of `instances.uploadArchive`. */
+export interface UploadArchiveOptions {
+  /** Absolute directory the archive is unpacked under (default /workspace). */
+  dest?: string;
+}
+
+/** Answer of `instances.uploadArchive` and `instances.sync`. */
+export interface ArchiveResult {
+  /** The directory unpacked into. */
+  dest: string;
+  /** How many entries (files, directories, links) were written. */
+  entries: number;
+}
+
+/** Options of `instances.sync`. */
 export interface SyncOptions {
-  /** Local directory to upload. */
-  localDir: string;
-  /** Absolute directory in the instance to write into. */
-  remoteDir: string;
   /**
-   * Names to leave out: a file or directory is skipped when its name, or its
-   * path relative to `localDir`, equals an entry (`node_modules`, `.git`,
-   * `build/cache`). No glob patterns.
+   * What to leave out: `node_modules`, `.git`, `*.log` (a name at any depth),
+   * `build/cache` (a path from the top), `dist/` (directories only). See
+   * `PackOptions.exclude`.
    */
   exclude?: string[];
+  /** Empty the remote directory first, so that it mirrors the local one. */
+  delete?: boolean;
 }
 
-/** Provisional: the answer of `instances.sync`. */
-export interface SyncResult {
-  /** Files the SDK sent. */
-  filesSent: number;
-  /** Bytes of file content the SDK sent. */
-  bytesSent: number;
-  /** The server's answer, camelCased. */
-  response: Record<string, unknown>;
+/** Answer of `instances.sync`. */
+export interface SyncResult extends ArchiveResult {
+  /** What the SDK packed. */
+  files: number;
+  directories: number;
+  symlinks: number;
+  /** Bytes of file content sent. */
+  bytes: number;
 }
+
+/** Answer of `instances.jupyter`, `vscode` and `vnc`: the dev server's exposure (owner's key needed). */
+export type DevServer = ExposedPort;

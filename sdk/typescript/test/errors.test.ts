@@ -1,5 +1,5 @@
 // Errors: every refusal surfaces as a FaaSError with the server's status, code
-// and message; endpoints the server does not have yet surface its 404/501.
+// and message; features the server does not offer yet surface its 501.
 // (Merge conflicts, 409 with paths, are tested in sessions.test.ts.)
 
 import assert from 'node:assert/strict';
@@ -66,12 +66,13 @@ test('a limit out of range: 400', async () => {
   assert.match(e.message, /memory/);
 });
 
-test('persistent mode: 501 not_available (planned)', async () => {
-  const e = await refusal(client.execute({ code: 'print(1)', language: 'python', mode: 'persistent' }));
-  assert.equal(e.status, 501);
-  assert.equal(e.code, 'not_available');
-  assert.ok(e.isNotImplemented);
-  assert.match(e.message, /persistent/);
+test('persistent mode: runs in a new instance (the seed\'s form)', async () => {
+  const r = await client.execute({ code: 'print(1)', language: 'python', mode: 'persistent' });
+  assert.equal(r.exitCode, 0);
+  assert.equal(r.stdout, '1\n');
+  const instanceId = (r as unknown as Record<string, unknown>).instanceId as string;
+  assert.ok(instanceId, JSON.stringify(r));
+  await client.instances.delete(instanceId);
 });
 
 test('branched mode without a snapshot or branch: 400', async () => {
@@ -125,50 +126,43 @@ test('empty ids are refused before any request', () => {
   assert.throws(() => client.createSnapshot(''), TypeError);
 });
 
-// Endpoints of DESIGN.md the server does not offer yet. The SDK calls them as
-// documented and surfaces the server's answer: today 404 (no such endpoint).
-// Unknown ids are used so that these stay 404 once the endpoints exist.
-describe('endpoints not on the server yet surface its answer', () => {
-  const missing: Array<[string, () => Promise<unknown>]> = [
-    ['instances.get', () => client.instances.get('inst_does_not_exist')],
-    ['instances.exec', () => client.instances.exec('inst_does_not_exist', { command: 'true' })],
-    ['instances.stop', () => client.instances.stop('inst_does_not_exist')],
-    ['instances.expose', () => client.instances.expose('inst_does_not_exist', { name: 'web', port: 3000 })],
-    ['instances.ssh', () => client.instances.ssh('inst_does_not_exist')],
-    ['instances.delete', () => client.instances.delete('inst_does_not_exist')],
+// Instances the caller does not have: every call surfaces the server's 404.
+// (The instances themselves are tested in instances.test.ts.)
+describe('an unknown instance: 404 not_found', () => {
+  const calls: Array<[string, () => Promise<unknown>]> = [
+    ['instances.get', () => client.instances.get('i-0000000000000000')],
+    ['instances.exec', () => client.instances.exec('i-0000000000000000', { command: 'true' })],
+    ['instances.stop', () => client.instances.stop('i-0000000000000000')],
+    ['instances.pause', () => client.instances.pause('i-0000000000000000')],
+    ['instances.expose', () => client.instances.expose('i-0000000000000000', { name: 'web', port: 3000 })],
+    ['instances.ssh', () => client.instances.ssh('i-0000000000000000')],
+    ['instances.download', () => client.instances.download('i-0000000000000000', '/workspace/a.txt')],
+    ['instances.upload', () => client.instances.upload('i-0000000000000000', '/workspace/a.txt', 'a')],
+    ['instances.jupyter', () => client.instances.jupyter('i-0000000000000000')],
+    ['instances.delete', () => client.instances.delete('i-0000000000000000')],
   ];
-  for (const [name, call] of missing) {
+  for (const [name, call] of calls) {
     test(name, async () => {
       const e = await refusal(call());
-      assert.ok([404, 501].includes(e.status), `status ${e.status}: ${e.message}`);
+      assert.equal(e.status, 404, `${name}: ${e.message}`);
+      assert.equal(e.code, 'not_found');
       assert.ok(e.message.length > 0);
     });
   }
 
-  test('instances.sync uploads a directory to the documented endpoint', async () => {
+  test('instances.sync packs the directory and posts it to /sync', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'faas-sync-'));
     try {
       writeFileSync(join(dir, 'a.txt'), 'hello');
-      const e = await refusal(client.instances.sync('inst_does_not_exist', { localDir: dir, remoteDir: '/workspace' }));
-      assert.ok([404, 501].includes(e.status), `status ${e.status}: ${e.message}`);
-      assert.equal(e.request, 'POST /api/v1/instances/inst_does_not_exist/sync');
+      const e = await refusal(client.instances.sync('i-0000000000000000', dir, '/workspace'));
+      assert.equal(e.status, 404, e.message);
+      assert.equal(e.request, 'POST /api/v1/instances/i-0000000000000000/sync');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  // Lists have no id: they are expected to succeed once the server has them,
-  // so either outcome is accepted, but never a fake empty answer.
-  const lists: Array<[string, () => Promise<unknown>]> = [['instances.list', () => client.instances.list()]];
-  for (const [name, call] of lists) {
-    test(name, async () => {
-      try {
-        const v = await call();
-        assert.ok(v !== undefined && v !== null, 'a successful answer has a body');
-      } catch (e) {
-        assert.ok(e instanceof FaaSError, String(e));
-        assert.ok([404, 501].includes(e.status), `status ${e.status}: ${e.message}`);
-      }
-    });
-  }
+  test('instances.sync of a missing local directory: TypeError before any request', async () => {
+    await assert.rejects(client.instances.sync('i-0000000000000000', join(tmpdir(), 'no-such-dir-' + Date.now())), TypeError);
+  });
 });

@@ -109,6 +109,9 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
       FAAS_HOST: '127.0.0.1',
       FAAS_RUNSC: runsc,
       FAAS_AGENT: agent,
+      // A free port for the SSH gateway: its default (2222) may be taken by
+      // another server on this machine.
+      FAAS_SSH_PORT: String(await freePort()),
       ...extraEnv,
     },
     stdio: ['ignore', logFd, logFd],
