@@ -202,6 +202,7 @@ type healthSandboxes struct {
 	// from snapshots ahead of demand.
 	Sessions      int `json:"sessions"`
 	BranchStocked int `json:"branch_stocked"`
+	Instances     int `json:"instances"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -213,7 +214,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		Version:   s.version,
 		Runtime:   healthRuntime{Name: h.Runtime, Version: h.Version, Ready: h.Ready, Error: h.Error},
 		Database:  healthDatabase{Driver: s.store.Driver(), OK: true},
-		Sandboxes: healthSandboxes{Live: h.Live, Stocked: h.Stocked, Sessions: h.Sessions, BranchStocked: h.BranchStocked},
+		Sandboxes: healthSandboxes{Live: h.Live, Stocked: h.Stocked, Sessions: h.Sessions, BranchStocked: h.BranchStocked, Instances: h.Instances},
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		resp.Database.OK, resp.Database.Error = false, err.Error()

@@ -26,6 +26,7 @@ func (e *Engine) Branch(ctx context.Context, req Request, count int) ([]*Result,
 		return nil, invalid("session_id names one branch; leave it out when count is above 1")
 	}
 	req.Mode = ModeBranched
+	req.fanOut = true
 	results := make([]*Result, count)
 	errs := make([]error, count)
 	var wg sync.WaitGroup

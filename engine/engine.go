@@ -211,6 +211,8 @@ type Health struct {
 	// sandboxes restored ahead of demand.
 	Sessions      int
 	BranchStocked int
+	// Instances counts running instances (each holds a sandbox).
+	Instances int
 }
 
 // Health checks the sandbox runtime.
@@ -219,6 +221,7 @@ func (e *Engine) Health(ctx context.Context) Health {
 	e.sessions.mu.Lock()
 	h.Sessions = len(e.sessions.m)
 	e.sessions.mu.Unlock()
+	h.Instances = e.runningInstances()
 	v, err := e.driver.Version(ctx)
 	if err != nil {
 		h.Error = err.Error()

@@ -896,3 +896,25 @@ func (e *Engine) SSHKeys(id string) ([]string, bool) {
 	}
 	return out, true
 }
+
+// runningInstances counts the instances that hold a sandbox.
+func (e *Engine) runningInstances() int {
+	e.instances.mu.Lock()
+	var all []*instance
+	for _, in := range e.instances.m {
+		all = append(all, in)
+	}
+	e.instances.mu.Unlock()
+	n := 0
+	for _, in := range all {
+		if in.mu.TryLock() {
+			if in.b != nil {
+				n++
+			}
+			in.mu.Unlock()
+		} else {
+			n++ // busy with an operation: counted as holding one
+		}
+	}
+	return n
+}

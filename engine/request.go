@@ -61,6 +61,9 @@ type Request struct {
 	kernel, kernelCode string
 	// keepBackground lets background processes outlive the execution (instances).
 	keepBackground bool
+	// fanOut marks one branch of a Branch request, which refills the branch stock
+	// itself once every branch has run.
+	fanOut bool
 
 	// InstanceID names a persistent instance, which this version does not serve:
 	// a request that sets it is refused rather than silently run another way.

@@ -429,7 +429,7 @@ func (e *Engine) runInSession(l *Live, rec store.Execution, req *Request, s *ses
 	if dead || runErr != nil {
 		e.endSession(s)
 	}
-	if req.SnapshotID != "" || req.ParentSnapshot != "" {
+	if (req.SnapshotID != "" || req.ParentSnapshot != "") && !req.fanOut {
 		e.branches.refillLater()
 	}
 	return e.record(rec, req, res, runErr)

@@ -119,9 +119,14 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 			os.RemoveAll(final)
 		}
 	}()
+	began := time.Now()
 	if err := cp.Checkpoint(ctx, tmp); err != nil {
 		return store.Snapshot{}, fmt.Errorf("checkpointing session %s: %w", s.id, err)
 	}
+	checkpointed := time.Now()
+	defer func() {
+		e.log.Debug("snapshot", "snapshot", id, "session", s.id, "checkpoint", checkpointed.Sub(began), "total", time.Since(began))
+	}()
 	m := Manifest{ID: id, Parent: s.parent, Session: s.id, Image: s.spec.Image, Language: s.language,
 		MemoryMB: s.spec.MemoryMB, CPUCores: s.spec.CPUCores, CreatedAt: time.Now().UTC()}
 	files, sum, size, err := hashImage(tmp)

@@ -176,6 +176,7 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 			Stocked       int `json:"stocked"`
 			Sessions      int `json:"sessions"`
 			BranchStocked int `json:"branch_stocked"`
+			Instances     int `json:"instances"`
 		} `json:"sandboxes"`
 	}
 	var p struct {
@@ -197,7 +198,7 @@ func (s *benchServer) waitIdle(ctx context.Context) error {
 			idle += pool.Idle
 			busy += pool.InUse
 		}
-		if h.Sandboxes.Stocked == s.stock && busy == 0 && h.Sandboxes.Live == s.stock+idle+h.Sandboxes.Sessions+h.Sandboxes.BranchStocked {
+		if h.Sandboxes.Stocked == s.stock && busy == 0 && h.Sandboxes.Live == s.stock+idle+h.Sandboxes.Sessions+h.Sandboxes.BranchStocked+h.Sandboxes.Instances {
 			return nil
 		}
 		if time.Now().After(deadline) {
