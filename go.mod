@@ -7,6 +7,7 @@ require (
 	github.com/creack/pty v1.1.24
 	github.com/evanw/esbuild v0.28.2
 	github.com/jackc/pgx/v5 v5.13.0
+	github.com/klauspost/compress v1.18.1
 	github.com/opencontainers/runtime-spec v1.2.1
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sys v0.50.0

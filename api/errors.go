@@ -56,6 +56,8 @@ func toAPIError(err error) *apiError {
 		return newError(http.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, store.ErrConflict):
 		return newError(http.StatusConflict, "conflict", "already exists")
+	case errors.Is(err, engine.ErrNoSpace):
+		return newError(http.StatusInsufficientStorage, "insufficient_storage", err.Error())
 	case errors.Is(err, engine.ErrUnprocessable):
 		return newError(http.StatusUnprocessableEntity, "unprocessable", err.Error())
 	case errors.Is(err, engine.ErrConflict):

@@ -444,3 +444,32 @@ func TestInstanceLimitsAndDevServers(t *testing.T) {
 		t.Errorf("jupyter through its URL: %d %.300s", code, page)
 	}
 }
+
+// TestInstanceIdleTTL: an instance idle past its TTL is paused (state kept), and
+// its running time is metered on the way.
+func TestInstanceIdleTTL(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_INSTANCE_METER_INTERVAL=300ms"}})
+	inst := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"idle_ttl_seconds": 1})
+	id := str(inst["id"])
+	instExec(t, s, id, map[string]any{"code": "kept = 'yes'"})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := mustCall(t, s, http.StatusOK, "GET", "/api/v1/instances/"+id, nil)
+		if out["state"] == "paused" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an instance idle past its 1 s TTL is still %v", out["state"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustCall(t, s, http.StatusOK, "POST", "/api/v1/instances/"+id+"/resume", nil)
+	if out := instExec(t, s, id, map[string]any{"code": "print(kept)"}); str(out["stdout"]) != "yes\n" {
+		t.Errorf("after an idle pause: %v", out)
+	}
+	usage := mustCall(t, s, http.StatusOK, "GET", "/api/v1/usage?group_by=mode", nil)
+	if !strings.Contains(fmt.Sprint(usage["rows"]), "persistent") {
+		t.Errorf("no persistent usage: %v", usage["rows"])
+	}
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/instances/"+id, nil)
+}

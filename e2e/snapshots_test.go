@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -379,5 +380,79 @@ func TestMergeBranches(t *testing.T) {
 		if status, out := call(t, s, s.Key, "POST", "/api/v1/branches/merge", c.body); status != c.status {
 			t.Errorf("merge %v: %d %v (want %d)", c.body, status, out, c.status)
 		}
+	}
+}
+
+// TestSnapshotStorageLimits: the account's snapshot quota, and a full disk while
+// a snapshot is written (a clear error, nothing half-written listed or left).
+func TestSnapshotStorageLimits(t *testing.T) {
+	t.Run("quota", func(t *testing.T) {
+		s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_QUOTA_SNAPSHOT_MB=1", "FAAS_BRANCH_STOCK=0"}})
+		runIn(t, s, map[string]any{"session_id": "q", "code": "x = 1", "checkpoint_after": true})
+		status, out := call(t, s, s.Key, "POST", "/api/v1/snapshots", map[string]any{"session_id": "q"})
+		if status != http.StatusTooManyRequests || out["code"] != "quota_exceeded" || !strings.Contains(str(out["error"]), "snapshots") {
+			t.Errorf("second snapshot over a 1 MB quota: %d %v", status, out)
+		}
+	})
+	t.Run("full disk", func(t *testing.T) {
+		dataDir := t.TempDir()
+		snapDir := filepath.Join(dataDir, "snapshots")
+		if err := os.Mkdir(snapDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "faas-test-full", snapDir).CombinedOutput(); err != nil {
+			t.Fatalf("mounting a small tmpfs: %v %s", err, out)
+		}
+		unmount := func() { exec.Command("umount", "-l", snapDir).Run() }
+		s := testserver.Start(t, testserver.Options{DataDir: dataDir, Env: []string{"FAAS_BRANCH_STOCK=0"}})
+		t.Cleanup(unmount) // runs before the server's own clean-up checks for mounts
+		runIn(t, s, map[string]any{"session_id": "d", "code": "x = 1"})
+		status, out := call(t, s, s.Key, "POST", "/api/v1/snapshots", map[string]any{"session_id": "d"})
+		if status != http.StatusInsufficientStorage || out["code"] != "insufficient_storage" {
+			t.Errorf("snapshot on a full disk: %d %v", status, out)
+		}
+		if list := mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots", nil); len(list["snapshots"].([]any)) != 0 {
+			t.Errorf("a failed snapshot is listed: %v", list)
+		}
+		if entries, _ := os.ReadDir(snapDir); len(entries) != 0 {
+			t.Errorf("a failed snapshot left %d entries on disk", len(entries))
+		}
+		// The session is unharmed.
+		if out := runIn(t, s, map[string]any{"session_id": "d", "code": "print(x)"}); str(out["stdout"]) != "1\n" {
+			t.Errorf("session after the failed snapshot: %v", out)
+		}
+	})
+}
+
+// TestSnapshotCompression: a snapshot not used for a while is compressed on disk
+// (and billed by that size), and restores as before.
+func TestSnapshotCompression(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_SNAPSHOT_COMPRESS_AFTER=1s", "FAAS_BRANCH_STOCK=0"}})
+	out := runIn(t, s, map[string]any{"session_id": "z", "code": "import json\ndata = list(range(100000))", "checkpoint_after": true})
+	snap := str(out["snapshot_id"])
+	first := mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots/"+snap, nil)
+	full := first["size_bytes"].(float64)
+	deadline := time.Now().Add(30 * time.Second)
+	var now map[string]any
+	for {
+		now = mustCall(t, s, http.StatusOK, "GET", "/api/v1/snapshots/"+snap, nil)
+		if now["size_bytes"].(float64) < full/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the snapshot was not compressed: %v bytes, then %v", full, now["size_bytes"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("snapshot %.1f MB, compressed %.1f MB", full/(1<<20), now["size_bytes"].(float64)/(1<<20))
+	if _, err := os.Stat(filepath.Join(s.DataDir, "snapshots", snap, "pages.img.zst")); err != nil {
+		t.Errorf("no compressed pages on disk: %v", err)
+	}
+	if now["sha256"] != first["sha256"] {
+		t.Errorf("the manifest's hash changed: %v, then %v", first["sha256"], now["sha256"])
+	}
+	out = runIn(t, s, map[string]any{"snapshot_id": snap, "code": "print(len(data), json.dumps(data[-1]))"})
+	if str(out["stdout"]) != "100000 99999\n" {
+		t.Errorf("restored from a compressed snapshot: %v", out)
 	}
 }

@@ -48,6 +48,9 @@ type Config struct {
 	MaxWarmMemoryMB int
 	// SnapshotDir holds snapshot images (see RecoverSnapshots).
 	SnapshotDir string
+	// SnapshotCompressAfter compresses the image of a snapshot not restored for
+	// this long (0: DefaultSnapshotCompressAfter; negative: never).
+	SnapshotCompressAfter time.Duration
 	// InstanceDir holds what instances keep on disk (paused state, saved files).
 	InstanceDir string
 	// InstanceMeterInterval is how often running instances' usage is recorded
@@ -62,6 +65,10 @@ type Config struct {
 	SessionIdleTimeout time.Duration
 	Logger             *slog.Logger
 }
+
+// DefaultSnapshotCompressAfter is how long a snapshot stays uncompressed after
+// its last use.
+const DefaultSnapshotCompressAfter = 10 * time.Minute
 
 // DefaultSessionIdleTimeout is how long an idle session lives by default.
 const DefaultSessionIdleTimeout = 10 * time.Minute
@@ -81,6 +88,7 @@ type Engine struct {
 	branches  *branchStock
 	instances instances
 	verified  sync.Map // ids of snapshots whose image this process has hashed
+	snapLocks snapshotLocks
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -117,6 +125,13 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	e.bg.Add(2)
 	go e.reapSessions()
 	go e.superviseInstances()
+	if e.cfg.SnapshotCompressAfter == 0 {
+		e.cfg.SnapshotCompressAfter = DefaultSnapshotCompressAfter
+	}
+	if e.cfg.SnapshotCompressAfter > 0 {
+		e.bg.Add(1)
+		go e.compressCold()
+	}
 	return e
 }
 

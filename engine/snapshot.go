@@ -11,11 +11,22 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/faas-platform/faas/sandbox"
 	"github.com/faas-platform/faas/store"
 )
+
+// ErrNoSpace: the server's storage is full; nothing was written.
+var ErrNoSpace = errors.New("no space")
+
+// noSpace reports whether err (or the output of a command it carries) says the
+// disk is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(strings.ToLower(err.Error()), "no space left on device")
+}
 
 // ErrBroken: the snapshot's image cannot be restored (truncated, corrupt or
 // missing); the snapshot is marked broken.
@@ -121,6 +132,9 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 	}()
 	began := time.Now()
 	if err := cp.Checkpoint(ctx, tmp); err != nil {
+		if noSpace(err) {
+			return store.Snapshot{}, errorf(ErrNoSpace, "no snapshot was written: the server's snapshot storage is full")
+		}
 		return store.Snapshot{}, fmt.Errorf("checkpointing session %s: %w", s.id, err)
 	}
 	checkpointed := time.Now()
@@ -138,6 +152,9 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 	// Not fsynced, like runsc's own image files: after a crash a torn image fails
 	// verification at restore and the snapshot is marked broken.
 	if err := os.WriteFile(filepath.Join(tmp, manifestName), mb, 0o600); err != nil {
+		if noSpace(err) {
+			return store.Snapshot{}, errorf(ErrNoSpace, "no snapshot was written: the server's snapshot storage is full")
+		}
 		return store.Snapshot{}, fmt.Errorf("writing snapshot manifest: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -152,6 +169,7 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 		return store.Snapshot{}, fmt.Errorf("recording snapshot: %w", err)
 	}
 	e.verified.Store(id, true) // just written and hashed
+	e.snapLocks.get(id)        // used now: not compressed for a while
 	done = true
 	e.branches.demand(rec, e.cfg.BranchStock)
 	return rec, nil
@@ -168,7 +186,7 @@ func hashImage(dir string) ([]ManifestFile, string, int64, error) {
 	var total int64
 	whole := sha256.New()
 	for _, ent := range entries {
-		if ent.Name() == manifestName || !ent.Type().IsRegular() {
+		if ent.Name() == manifestName || !ent.Type().IsRegular() || strings.HasSuffix(ent.Name(), zstSuffix) || strings.HasSuffix(ent.Name(), ".part") {
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, ent.Name()))
@@ -251,6 +269,11 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 		}
 		return errorf(ErrBroken, "snapshot %s cannot be restored: %s", sn.ID, reason)
 	}
+	release, err := e.prepareImage(sn.ID)
+	if err != nil {
+		return nil, broken("its compressed image cannot be read: " + err.Error())
+	}
+	defer release()
 	if err := e.verify(sn); err != nil {
 		return nil, broken(err.Error())
 	}
@@ -319,6 +342,8 @@ func (e *Engine) DeleteSnapshot(ctx context.Context, account, id string) error {
 	}
 	e.verified.Delete(id)
 	e.branches.drop(id)
+	unlock := e.snapLocks.lock(id) // not while it is being compressed
+	defer func() { unlock(); e.snapLocks.forget(id) }()
 	if err := os.RemoveAll(filepath.Join(e.cfg.SnapshotDir, id)); err != nil {
 		e.log.Warn("removing snapshot image", "snapshot", id, "err", err)
 	}

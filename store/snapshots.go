@@ -184,3 +184,15 @@ func scanSnapshot(row scanner) (Snapshot, error) {
 	sn.DeletedAt = timePtr(deletedAt)
 	return sn, nil
 }
+
+// SetSnapshotSize records the size a snapshot takes on disk now.
+func (s *Store) SetSnapshotSize(ctx context.Context, id string, size int64) error {
+	res, err := s.write.ExecContext(ctx, s.q(`UPDATE snapshots SET size_bytes = ? WHERE id = ?`), size, id)
+	if err == nil {
+		err = rowsAffectedOrNotFound(res)
+	}
+	if err != nil {
+		return fmt.Errorf("setting snapshot %s size: %w", id, err)
+	}
+	return nil
+}

@@ -642,6 +642,7 @@ func restoreExecution(ctx context.Context, b *bench) (benchResult, error) {
 	if err != nil {
 		return benchResult{}, err
 	}
+	defer b.srv.client.DeleteSnapshot(context.WithoutCancel(ctx), snap) // frees what the server restored ahead of demand
 	sessions := []string{"bench-restore"}
 	defer b.endSessions(context.WithoutCancel(ctx), &sessions)
 	req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", Mode: client.ModeCheckpointed, SnapshotID: snap}
@@ -670,6 +671,7 @@ func branchExecution(n int) func(ctx context.Context, b *bench) (benchResult, er
 		if err != nil {
 			return benchResult{}, err
 		}
+		defer b.srv.client.DeleteSnapshot(context.WithoutCancel(ctx), snap) // frees what the server restored ahead of demand
 		sessions := []string{"bench-branch"}
 		defer b.endSessions(context.WithoutCancel(ctx), &sessions)
 		req := client.ExecuteRequest{Language: client.LanguagePython, Code: "print(x)", ParentSnapshot: snap}
@@ -711,6 +713,7 @@ func snapshotSize(ctx context.Context, b *bench) (benchResult, error) {
 	if err != nil {
 		return benchResult{}, err
 	}
+	defer b.srv.client.DeleteSnapshot(context.WithoutCancel(ctx), snap) // frees what the server restored ahead of demand
 	sessions := []string{"bench-size"}
 	defer b.endSessions(context.WithoutCancel(ctx), &sessions)
 	sn, err := b.srv.client.GetSnapshot(ctx, snap)

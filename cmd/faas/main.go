@@ -27,6 +27,7 @@ func commands() []command {
 		{"run", "run code in a sandbox through a server", runRun},
 		{"keys", "create, list and revoke API keys (admin)", runKeys},
 		{"instances", "manage persistent instances; ssh into them", runInstances},
+		{"snapshots", "list, create, restore and delete snapshots", runSnapshots},
 		{"usage", "show this billing period's usage and bill", runUsageReport},
 		{"bench", "measure latency against baselines", runBench},
 		{"version", "print the version", runVersion},

@@ -58,6 +58,10 @@ type serveConfig struct {
 	publicURL, exposeDomain string
 	// diskMB bounds each sandbox's writable layer (instances choose their own).
 	diskMB int
+	// meterEvery is how often running instances are metered (and idle ones paused).
+	meterEvery time.Duration
+	// compressAfter compresses snapshots unused this long.
+	compressAfter time.Duration
 }
 
 func envOr(name, def string) string {
@@ -132,6 +136,8 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.publicURL, "public-url", os.Getenv("FAAS_PUBLIC_URL"), "the server's URL as clients reach it, for exposed ports' URLs; empty: each request's (env FAAS_PUBLIC_URL)")
 	fs.StringVar(&c.exposeDomain, "expose-domain", envOr("FAAS_EXPOSE_DOMAIN", "localhost"), "requests for NAME-INSTANCE.DOMAIN go to the instance's exposed port NAME; \"none\" turns this off (env FAAS_EXPOSE_DOMAIN)")
 	fs.IntVar(&c.diskMB, "disk-mb", envInt("FAAS_DISK_MB", 0), "each sandbox's writable layer and /tmp (each; held in its memory); 0: a quarter of its memory, also the most; instances set their own (env FAAS_DISK_MB)")
+	fs.DurationVar(&c.meterEvery, "instance-meter-interval", envDuration("FAAS_INSTANCE_METER_INTERVAL", time.Minute), "how often running instances' usage is recorded and idle ones paused (env FAAS_INSTANCE_METER_INTERVAL)")
+	fs.DurationVar(&c.compressAfter, "snapshot-compress-after", envDuration("FAAS_SNAPSHOT_COMPRESS_AFTER", engine.DefaultSnapshotCompressAfter), "compress (zstd) the image of a snapshot not restored this long; negative: never (env FAAS_SNAPSHOT_COMPRESS_AFTER)")
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -218,19 +224,21 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		}
 	}
 	eng := engine.New(engine.Config{
-		Limits:             c.limits,
-		StockSize:          c.stock,
-		StockLanguages:     langs,
-		MaxSandboxes:       c.maxSandbox,
-		PoolIdleTimeout:    c.poolIdle,
-		MaxWarmMemoryMB:    c.maxWarmMB,
-		Quota:              c.quota,
-		SnapshotDir:        filepath.Join(c.dataDir, "snapshots"),
-		InstanceDir:        filepath.Join(c.dataDir, "instances"),
-		SessionIdleTimeout: c.sessionIdle,
-		BranchStock:        c.branchStock,
-		BranchStockMax:     c.branchStockMax,
-		Logger:             log,
+		Limits:                c.limits,
+		StockSize:             c.stock,
+		StockLanguages:        langs,
+		MaxSandboxes:          c.maxSandbox,
+		PoolIdleTimeout:       c.poolIdle,
+		MaxWarmMemoryMB:       c.maxWarmMB,
+		Quota:                 c.quota,
+		SnapshotDir:           filepath.Join(c.dataDir, "snapshots"),
+		InstanceDir:           filepath.Join(c.dataDir, "instances"),
+		InstanceMeterInterval: c.meterEvery,
+		SnapshotCompressAfter: c.compressAfter,
+		SessionIdleTimeout:    c.sessionIdle,
+		BranchStock:           c.branchStock,
+		BranchStockMax:        c.branchStockMax,
+		Logger:                log,
 	}, driver, st)
 	if err := eng.RecoverSnapshots(ctx); err != nil {
 		eng.Close(context.Background())
