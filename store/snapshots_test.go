@@ -1,8 +1,14 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
+	"fmt"
 	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,5 +115,99 @@ func testInstances(t *testing.T, b backend) {
 	}
 	if list, _ := s.ListInstances(ctx, "acct_a"); len(list) != 0 {
 		t.Errorf("deleted instance listed")
+	}
+}
+
+// TestSQLiteCorruptFile: a damaged database file is refused at open with a clear
+// message, not used.
+func TestSQLiteCorruptFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(t.Context(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := s.CreateKey(t.Context(), Key{ID: fmt.Sprintf("key_%d", i), Account: "a", Name: strings.Repeat("n", 200), Prefix: "p", Hash: fmt.Sprintf("h%d", i), Scopes: []string{"admin"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, SQLiteFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 5*4096 {
+		t.Fatalf("database only %d bytes", len(b))
+	}
+	for page := 1; page*4096 < len(b); page++ { // every b-tree page's header
+		for i := page * 4096; i < page*4096+12; i++ {
+			b[i] ^= 0x5a
+		}
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(t.Context(), "", dir)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("opening a corrupt database: %v", err)
+	}
+}
+
+// testLostConnection: PostgreSQL drops the store's connections (a restart, a
+// failover); the store's calls fail with an error or succeed, and within a few
+// calls it works again, reads and writes.
+func testLostConnection(t *testing.T, b backend) {
+	if b.driver != DriverPostgres {
+		return // an SQLite file has no connection to lose
+	}
+	ctx := t.Context()
+	db := b.fresh(t)
+	u, err := url.Parse(db.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fmt.Sprintf("faas_lost_%d", time.Now().UnixNano())
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	s := database{url: u.String()}.open(t)
+	key := Key{ID: "key_1", Account: "a", Name: "k", Prefix: "p", Hash: "h1", Scopes: []string{"admin"}}
+	if err := s.CreateKey(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", os.Getenv("FAAS_TEST_DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var killed int
+	if err := admin.QueryRowContext(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&killed); err != nil || killed == 0 {
+		t.Fatalf("terminating the store's connections: %d %v", killed, err)
+	}
+	var lastErr error
+	recovered := false
+	for range 5 {
+		if _, err := s.KeyByHash(ctx, "h1"); err != nil {
+			lastErr = err
+			continue
+		}
+		recovered = true
+		break
+	}
+	if !recovered {
+		t.Fatalf("the store did not recover from lost connections: %v", lastErr)
+	}
+	key.ID, key.Hash = "key_2", "h2"
+	for i := range 5 {
+		if err = s.CreateKey(ctx, key); err == nil || errors.Is(err, ErrConflict) {
+			break
+		}
+		t.Logf("write %d after the connections were lost: %v", i, err)
+	}
+	if _, err := s.KeyByHash(ctx, "h2"); err != nil {
+		t.Fatalf("write after the connections were lost: %v", err)
 	}
 }

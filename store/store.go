@@ -155,6 +155,17 @@ func openSQLite(ctx context.Context, dataDir string) (*Store, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// A damaged file is refused at start with a message saying what to do,
+	// rather than failing requests one by one later.
+	var check string
+	if err := w.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil || check != "ok" {
+		w.Close()
+		if err != nil {
+			check = err.Error()
+		}
+		return nil, fmt.Errorf("opening sqlite store %s: the database file is corrupt (%s): restore it from a backup, or move it aside to start with an empty one", path, strings.TrimSpace(check))
+	}
+
 	readDSN := base + "?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_query_only=1"
 	r, err := sql.Open("sqlite", readDSN)
 	if err != nil {

@@ -125,6 +125,7 @@ var cases = []struct {
 	{"Usage", testUsage},
 	{"Snapshots", testSnapshots},
 	{"Instances", testInstances},
+	{"LostConnection", testLostConnection},
 }
 
 func testKeyRateLimits(t *testing.T, b backend) {
