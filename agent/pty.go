@@ -3,8 +3,6 @@ package agent
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -44,17 +42,7 @@ func (s *Server) launchPTY(p *process, argv0 string, fail func(error)) {
 	}
 	p.start = time.Now()
 	s.makeCgroup(p)
-	s.forkMu.Lock()
-	restore := setChildLimits(req)
-	pid, err := syscall.ForkExec(argv0, req.Argv, attr)
-	restore()
-	if err == nil {
-		if p.cgroup != "" {
-			_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
-		}
-		s.register(p, pid)
-	}
-	s.forkMu.Unlock()
+	pid, err := s.forkExec(p, argv0, req.Argv, attr)
 	tty.Close()
 	if err != nil {
 		master.Close()

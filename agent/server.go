@@ -385,17 +385,7 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 	}
 	if !spawned {
 		s.makeCgroup(p)
-		s.forkMu.Lock()
-		restore := setChildLimits(req)
-		pid, err = syscall.ForkExec(argv0, req.Argv, attr)
-		restore()
-		if err == nil {
-			if p.cgroup != "" {
-				_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
-			}
-			s.register(p, pid)
-		}
-		s.forkMu.Unlock()
+		pid, err = s.forkExec(p, argv0, req.Argv, attr)
 	}
 	for _, f := range files {
 		f.Close()
@@ -419,6 +409,25 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		s.killTree(p) // a kill frame came before the process existed
 	}
 	go s.supervise(p, outR, errR)
+}
+
+// forkExec starts p's process with p's limits, moves it into p's cgroup and
+// registers it with the reaper (all under forkMu, so its exit cannot be reaped
+// before it is registered).
+func (s *Server) forkExec(p *process, argv0 string, argv []string, attr *syscall.ProcAttr) (int, error) {
+	s.forkMu.Lock()
+	defer s.forkMu.Unlock()
+	restore := setChildLimits(p.req)
+	pid, err := syscall.ForkExec(argv0, argv, attr)
+	restore()
+	if err != nil {
+		return 0, err
+	}
+	if p.cgroup != "" {
+		_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	}
+	s.register(p, pid)
+	return pid, nil
 }
 
 // ensureDir makes dir exist, owned by the user when the agent creates it, and

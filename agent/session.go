@@ -141,17 +141,7 @@ func (s *Server) startKernel(req ExecRequest) (*session, error) {
 	}
 	p := &process{req: req, exited: make(chan waitResult, 1), start: time.Now()}
 	s.makeCgroupNamed(p, "session-"+strconv.FormatUint(uint64(s.nextSession.Add(1)), 10))
-	s.forkMu.Lock()
-	restore := setChildLimits(req)
-	pid, err := syscall.ForkExec(argv0, argv, attr)
-	restore()
-	if err == nil {
-		if p.cgroup != "" {
-			_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
-		}
-		s.register(p, pid)
-	}
-	s.forkMu.Unlock()
+	_, err = s.forkExec(p, argv0, argv, attr) // p.pid holds it
 	cellR.Close()
 	replyW.Close()
 	if err != nil {

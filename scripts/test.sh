@@ -18,7 +18,13 @@ args=("$@")
 ((${#args[@]})) || args=(./...)
 echo "test: go test ${args[*]}" >&2
 go vet ./...
+export FAAS_LOAD_REPORT=${TMPDIR:-/tmp}/faas-load-report.txt
+rm -f "$FAAS_LOAD_REPORT"
 go test -count=1 -timeout 40m "${args[@]}"
+# The load test's figures (go test prints a passing test's output only with -v).
+if [[ -f $FAAS_LOAD_REPORT ]]; then
+	echo "test: $(cat "$FAAS_LOAD_REPORT")" >&2
+fi
 
 # The SDKs' own suites, each against real servers they start (only for a full run).
 if (($# == 0)); then

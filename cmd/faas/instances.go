@@ -33,8 +33,7 @@ func runInstances(ctx context.Context, args []string) error {
 		return usageError{instancesUsage}
 	}
 	fs := flag.NewFlagSet("instances "+args[0], flag.ContinueOnError)
-	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
-	apiKey := fs.String("api-key", "", "API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	conn := clientFlags(fs, "API key")
 	name := fs.String("name", "", "instance name (create) or exposure name (expose)")
 	language := fs.String("language", "", "the instance's language (create)")
 	memory := fs.Int("memory-mb", 0, "memory limit (create)")
@@ -45,18 +44,14 @@ func runInstances(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	key := *apiKey
-	if key == "" {
-		key = defaultAPIKey()
-	}
-	c := newClient(*endpoint, key)
+	c, endpoint, key := conn()
 	needID := func(n int) (string, error) {
 		if fs.NArg() < n {
 			return "", usageError{instancesUsage}
 		}
 		return fs.Arg(0), nil
 	}
-	fail := func(err error) error { return explainClientError(err, *endpoint, key) }
+	fail := func(err error) error { return explainClientError(err, endpoint, key) }
 	switch cmd := args[0]; cmd {
 	case "create":
 		req := client.InstanceRequest{Name: *name, Language: *language, DiskMB: *disk, EnableSSH: *withSSH, SnapshotID: *snapshot}

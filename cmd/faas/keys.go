@@ -24,8 +24,7 @@ func runKeys(ctx context.Context, args []string) error {
 		return usageError{keysUsage}
 	}
 	fs := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
-	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
-	apiKey := fs.String("api-key", "", "admin API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	conn := clientFlags(fs, "admin API key")
 	name := fs.String("name", "", "a label for the key")
 	account := fs.String("account", "", "account the key acts for (create: default a new account; list: filter)")
 	scopes := fs.String("scopes", "", "comma-separated scopes: admin, execute, instances, snapshots (default: all but admin)")
@@ -34,11 +33,7 @@ func runKeys(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	key := *apiKey
-	if key == "" {
-		key = defaultAPIKey()
-	}
-	c := newClient(*endpoint, key)
+	c, endpoint, key := conn()
 	switch args[0] {
 	case "create":
 		req := client.KeyRequest{Name: *name, Account: *account, RatePerMinute: *rate, Burst: *burst}
@@ -47,14 +42,14 @@ func runKeys(ctx context.Context, args []string) error {
 		}
 		k, err := c.CreateKey(ctx, req)
 		if err != nil {
-			return explainClientError(err, *endpoint, key)
+			return explainClientError(err, endpoint, key)
 		}
 		fmt.Fprintf(os.Stderr, "created key %s for account %s with scopes %s (shown once):\n", k.ID, k.Account, strings.Join(k.Scopes, ","))
 		fmt.Println(k.Secret)
 	case "list":
 		keys, err := c.ListKeys(ctx, *account)
 		if err != nil {
-			return explainClientError(err, *endpoint, key)
+			return explainClientError(err, endpoint, key)
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tACCOUNT\tSCOPES\tCREATED\tREVOKED")
@@ -71,7 +66,7 @@ func runKeys(ctx context.Context, args []string) error {
 			return usageError{"usage: faas keys revoke KEY_ID"}
 		}
 		if err := c.RevokeKey(ctx, fs.Arg(0)); err != nil {
-			return explainClientError(err, *endpoint, key)
+			return explainClientError(err, endpoint, key)
 		}
 		fmt.Fprintf(os.Stderr, "revoked %s\n", fs.Arg(0))
 	default:
@@ -83,21 +78,16 @@ func runKeys(ctx context.Context, args []string) error {
 // runUsageReport is `faas usage`: this billing period, or a range grouped by day or mode.
 func runUsageReport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
-	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
-	apiKey := fs.String("api-key", "", "API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	conn := clientFlags(fs, "API key")
 	group := fs.String("by", "", "group the month so far by day or mode")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	key := *apiKey
-	if key == "" {
-		key = defaultAPIKey()
-	}
-	c := newClient(*endpoint, key)
+	c, endpoint, key := conn()
 	if *group != "" {
 		r, err := c.Usage(ctx, timeZero, timeZero, *group)
 		if err != nil {
-			return explainClientError(err, *endpoint, key)
+			return explainClientError(err, endpoint, key)
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.ToUpper(*group)+"\tEXECUTIONS\tCPU-S\tGB-S\tCOST USD")
@@ -108,7 +98,7 @@ func runUsageReport(ctx context.Context, args []string) error {
 	}
 	u, err := c.CurrentUsage(ctx)
 	if err != nil {
-		return explainClientError(err, *endpoint, key)
+		return explainClientError(err, endpoint, key)
 	}
 	fmt.Printf("period      %s to %s\nexecutions  %d\ncpu         %.3f vCPU-s\nmemory      %.3f GB-s\ntier        %s (%d%% off)\nbill        $%.6f\nprojected   $%.6f (%s)\n",
 		u.PeriodStart.Format("2006-01-02"), u.PeriodEnd.Format("2006-01-02"), u.Usage.Executions, u.Usage.CPUSeconds,

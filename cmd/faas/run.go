@@ -442,6 +442,21 @@ func defaultDataDir() string {
 }
 
 // newClient returns the SDK client a client command talks to the server with.
+// clientFlags adds --endpoint and --api-key to fs; once fs is parsed, the
+// returned func gives the client they name, the endpoint and the key (the key
+// defaulting to env FAAS_API_KEY, else the server's admin.key).
+func clientFlags(fs *flag.FlagSet, keyHelp string) func() (*client.Client, string, string) {
+	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
+	apiKey := fs.String("api-key", "", keyHelp+" (default: env FAAS_API_KEY, else the server's admin.key)")
+	return func() (*client.Client, string, string) {
+		key := *apiKey
+		if key == "" {
+			key = defaultAPIKey()
+		}
+		return newClient(*endpoint, key), *endpoint, key
+	}
+}
+
 func newClient(endpoint, key string) *client.Client {
 	return client.New(endpoint, key)
 }

@@ -25,20 +25,15 @@ func runSnapshots(ctx context.Context, args []string) error {
 		return usageError{snapshotsUsage}
 	}
 	fs := flag.NewFlagSet("snapshots "+args[0], flag.ContinueOnError)
-	endpoint := fs.String("endpoint", defaultEndpoint(), "server URL (env FAAS_ENDPOINT)")
-	apiKey := fs.String("api-key", "", "API key (default: env FAAS_API_KEY, else the server's admin.key)")
+	conn := clientFlags(fs, "API key")
 	session := fs.String("session", "", "session (create: the one to snapshot; restore: the new one's id)")
 	execution := fs.String("execution", "", "execution whose session to snapshot (create)")
 	name := fs.String("name", "", "snapshot name (create)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	key := *apiKey
-	if key == "" {
-		key = defaultAPIKey()
-	}
-	c := newClient(*endpoint, key)
-	fail := func(err error) error { return explainClientError(err, *endpoint, key) }
+	c, endpoint, key := conn()
+	fail := func(err error) error { return explainClientError(err, endpoint, key) }
 	switch args[0] {
 	case "list":
 		list, err := c.ListSnapshots(ctx)
