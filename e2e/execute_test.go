@@ -161,10 +161,10 @@ func TestLimits(t *testing.T) {
 			t.Errorf("stderr does not show fork refused: %.300q", res.Stderr)
 		}
 	})
-	t.Run("100 MB of output truncated", func(t *testing.T) {
+	t.Run("1 GB of output truncated", func(t *testing.T) {
 		t.Parallel()
-		code := "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100): sys.stdout.write(chunk)\nsys.stdout.flush()\nprint('end', file=sys.stderr)"
-		res := execute(t, s, client.ExecuteRequest{Language: "python", Code: code, TimeoutMS: 60000})
+		code := "import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(1024): sys.stdout.buffer.write(chunk)\nsys.stdout.flush()\nprint('end', file=sys.stderr)"
+		res := execute(t, s, client.ExecuteRequest{Language: "python", Code: code, TimeoutMS: 120000})
 		if !res.StdoutTruncated || len(res.Stdout) != 1<<20 || res.StderrTruncated || res.Stderr != "end\n" || res.ExitCode != 0 {
 			t.Errorf("truncated %v len %d stderr %q exit %d", res.StdoutTruncated, len(res.Stdout), res.Stderr, res.ExitCode)
 		}

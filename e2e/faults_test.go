@@ -113,3 +113,38 @@ func TestServerCrash(t *testing.T) {
 		t.Errorf("after the restart: %+v", res)
 	}
 }
+
+// TestGracefulShutdown: SIGTERM lets an execution in flight finish (the server
+// drains it before it stops), refuses nothing it had accepted, and leaves nothing
+// behind; the record says it succeeded.
+func TestGracefulShutdown(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	type answer struct {
+		res *client.ExecuteResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := c.Execute(context.Background(), client.ExecuteRequest{Language: "python", Code: "import time\ntime.sleep(3)\nprint('drained')", TimeoutMS: 60000})
+		done <- answer{res, err}
+	}()
+	time.Sleep(time.Second) // the execution is running
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }() // SIGTERM, then waits for the exit
+	a := <-done
+	if a.err != nil || a.res.Stdout != "drained\n" || a.res.Status != "succeeded" {
+		t.Fatalf("the execution in flight at SIGTERM: %+v %v", a.res, a.err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the server did not stop after draining")
+	}
+	s.CheckClean()
+	s.Restart()
+	ex, err := s.Client().GetExecution(context.Background(), a.res.ExecutionID)
+	if err != nil || ex.Status != "succeeded" {
+		t.Errorf("its record after the restart: %+v %v", ex, err)
+	}
+}

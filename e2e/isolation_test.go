@@ -56,6 +56,10 @@ func TestIsolation(t *testing.T) {
 		{"cannot mount", "import subprocess\nr = subprocess.run(['mount', '-t', 'tmpfs', 'x', '/tmp'], capture_output=True)\nprint(r.returncode != 0)", "True\n"},
 		{"read-only /usr", "try:\n    open('/usr/bin/faas-write-test', 'w')\n    print('wrote')\nexcept OSError as e:\n    print('refused')", "refused\n"},
 		{"no setuid escalation", "import subprocess, os\nr = subprocess.run(['su', '-c', 'id -u'], capture_output=True, text=True, input='')\nprint(os.getuid(), r.stdout.strip() != '0')", "1000 True\n"},
+		{"no ptrace of other processes", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.ptrace(16, 1, 0, 0)\nprint(r, ctypes.get_errno() in (1, 3))", "-1 True\n"},
+		{"no device nodes", "import os, stat\ntry:\n    os.mknod('/tmp/disk', 0o600 | stat.S_IFBLK, os.makedev(8, 0))\n    print('made')\nexcept OSError as e:\n    print('refused', e.errno)", "refused 1\n"},
+		{"no host block devices", "import os\nprint(sorted(d for d in os.listdir('/dev') if d.startswith(('sd', 'vd', 'nvme', 'xvd', 'loop', 'dm-'))))", "[]\n"},
+		{"no network egress", "import socket\ns = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('1.1.1.1', 80))\n    print('connected')\nexcept OSError as e:\n    print('refused')", "refused\n"},
 		{"cannot signal the agent", "import os, signal\ntry:\n    os.kill(1, signal.SIGKILL)\n    print('sent')\nexcept PermissionError:\n    print('denied')", "denied\n"},
 	}
 	for _, p := range probes {
