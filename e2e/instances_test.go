@@ -406,6 +406,20 @@ func TestInstanceLimitsAndDevServers(t *testing.T) {
 	}
 	instExec(t, s, id, map[string]any{"command": "rm -f /workspace/big; echo ok"})
 
+	// A long exec does not hold up others, nor reading the instance.
+	long := make(chan struct{})
+	go func() {
+		defer close(long)
+		call(t, s, s.Key, "POST", "/api/v1/instances/"+id+"/exec", map[string]any{"command": "sleep 4"})
+	}()
+	time.Sleep(500 * time.Millisecond)
+	began := time.Now()
+	mustCall(t, s, http.StatusOK, "GET", "/api/v1/instances/"+id, nil)
+	if out := instExec(t, s, id, map[string]any{"command": "echo alongside"}); str(out["stdout"]) != "alongside\n" || time.Since(began) > 3*time.Second {
+		t.Errorf("an exec next to a long one: %v after %v", out, time.Since(began))
+	}
+	<-long
+
 	for _, c := range []struct {
 		body   map[string]any
 		status int

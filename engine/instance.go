@@ -28,7 +28,10 @@ import (
 // At shutdown the server pauses running instances and resumes them at the next
 // start; after a crash they are marked stopped.
 type instance struct {
-	mu      sync.Mutex // held by every operation on the instance
+	// mu is held shared by what uses a running instance (execs, files, SSH and
+	// proxy connections as they start) and exclusively by what changes it
+	// (pause, resume, stop, start, delete, settings).
+	mu      sync.RWMutex
 	rec     store.Instance
 	b       *box // nil unless running
 	release func()
@@ -184,7 +187,24 @@ func (e *Engine) lookupInstance(account, id string) (*instance, error) {
 	return in, nil
 }
 
-// lock takes an instance for one operation; it fails if it was deleted meanwhile.
+// rlockInstance takes an instance shared, to use it; it fails if it was deleted
+// meanwhile. The caller must RUnlock.
+func (e *Engine) rlockInstance(account, id string) (*instance, error) {
+	in, err := e.lookupInstance(account, id)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.RLock()
+	if in.gone {
+		in.mu.RUnlock()
+		return nil, errorf(ErrNotFound, "instance %q not found", id)
+	}
+	e.touch(in)
+	return in, nil
+}
+
+// lockInstance takes an instance exclusively, to change it; it fails if it was
+// deleted meanwhile.
 func (e *Engine) lockInstance(account, id string) (*instance, error) {
 	in, err := e.lookupInstance(account, id)
 	if err != nil {
@@ -211,8 +231,8 @@ func (e *Engine) Instance(account, id string) (InstanceInfo, error) {
 	if err != nil {
 		return InstanceInfo{}, err
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
+	in.mu.RLock()
+	defer in.mu.RUnlock()
 	return in.info(), nil
 }
 
@@ -228,11 +248,11 @@ func (e *Engine) Instances(account string) []InstanceInfo {
 	e.instances.mu.Unlock()
 	out := make([]InstanceInfo, 0, len(list))
 	for _, in := range list {
-		in.mu.Lock()
+		in.mu.RLock()
 		if !in.gone {
 			out = append(out, in.info())
 		}
-		in.mu.Unlock()
+		in.mu.RUnlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out
@@ -268,11 +288,16 @@ type InstanceExecRequest struct {
 // its result. Code runs in the instance's session kernel, so its state stays for
 // the next exec; what a command starts in the background keeps running.
 func (e *Engine) ExecInstance(ctx context.Context, account, id string, x InstanceExecRequest) (*Result, error) {
-	in, err := e.lockInstance(account, id)
+	in, err := e.rlockInstance(account, id)
 	if err != nil {
 		return nil, err
 	}
-	defer in.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			in.mu.RUnlock()
+		}
+	}()
 	if in.rec.State != store.InstanceRunning {
 		return nil, notRunning(in)
 	}
@@ -320,7 +345,15 @@ func (e *Engine) ExecInstance(ctx context.Context, account, id string, x Instanc
 	}
 	select {
 	case <-in.b.Agent().Done():
-		e.instanceDied(in, "the instance's sandbox stopped unexpectedly (out of memory?)")
+		// Recording it changes the instance: take it exclusively.
+		b := in.b
+		in.mu.RUnlock()
+		locked = false
+		in.mu.Lock()
+		if in.b == b && !in.gone {
+			e.instanceDied(in, "the instance's sandbox stopped unexpectedly (out of memory?)")
+		}
+		in.mu.Unlock()
 	default:
 	}
 	out, err := e.record(rec, &req, res, runErr)
@@ -350,16 +383,21 @@ func (e *Engine) instanceDied(in *instance, why string) {
 // its I/O itself (SSH, terminals): it returns the agent's execution, which the
 // caller must Wait for.
 func (e *Engine) StartProcess(ctx context.Context, account, id string, req agent.ExecRequest, out agent.Output) (*agent.Exec, error) {
-	in, err := e.lockInstance(account, id)
+	in, err := e.rlockInstance(account, id)
 	if err != nil {
 		return nil, err
 	}
-	defer in.mu.Unlock()
 	if in.rec.State == store.InstancePaused {
-		if err := e.resumeLocked(ctx, in); err != nil {
+		// A login resumes a paused instance.
+		in.mu.RUnlock()
+		if _, err := e.ResumeInstance(ctx, account, id); err != nil && !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		if in, err = e.rlockInstance(account, id); err != nil {
 			return nil, err
 		}
 	}
+	defer in.mu.RUnlock()
 	if in.rec.State != store.InstanceRunning {
 		return nil, notRunning(in)
 	}
@@ -379,12 +417,12 @@ func (e *Engine) StartProcess(ctx context.Context, account, id string, req agent
 // DialInstance opens a TCP connection to a port on a running instance's loopback
 // (the proxy of exposed ports uses it). account "" skips the owner check.
 func (e *Engine) DialInstance(ctx context.Context, account, id string, port int) (*agent.Tunnel, error) {
-	in, err := e.lockInstance(account, id)
+	in, err := e.rlockInstance(account, id)
 	if err != nil {
 		return nil, err
 	}
 	b, state := in.b, in.rec.State
-	in.mu.Unlock()
+	in.mu.RUnlock()
 	if state != store.InstanceRunning || b == nil {
 		return nil, notRunning(in)
 	}
@@ -757,7 +795,20 @@ func (e *Engine) pauseAllInstances(ctx context.Context) {
 	}
 	e.instances.mu.Unlock()
 	for _, in := range all {
-		in.mu.Lock()
+		// An exec in flight holds the instance: wait for it, but not past ctx
+		// (an instance that cannot be paused is found stopped at the next start).
+		locked := in.mu.TryLock()
+		for !locked && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			locked = in.mu.TryLock()
+		}
+		if !locked {
+			e.log.Warn("instance still busy at shutdown; not paused", "instance", in.rec.ID)
+			continue
+		}
 		if !in.gone && in.rec.State == store.InstanceRunning && in.b != nil {
 			if err := e.pauseLocked(ctx, in, true); err != nil {
 				e.log.Warn("pausing instance at shutdown", "instance", in.rec.ID, "err", err)
@@ -830,9 +881,9 @@ func (e *Engine) Exposure(id, name string) (Exposure, string, error) {
 	if err != nil {
 		return Exposure{}, "", err
 	}
-	in.mu.Lock()
+	in.mu.RLock()
 	info := in.info()
-	in.mu.Unlock()
+	in.mu.RUnlock()
 	for _, ex := range info.Exposures {
 		if ex.Name == name {
 			return ex, info.Account, nil
@@ -883,8 +934,8 @@ func (e *Engine) SSHKeys(id string) ([]string, bool) {
 	if err != nil {
 		return nil, false
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
+	in.mu.RLock()
+	defer in.mu.RUnlock()
 	if !in.rec.EnableSSH || in.gone {
 		return nil, false
 	}

@@ -12,18 +12,18 @@ import (
 	"github.com/faas-platform/faas/store"
 )
 
-// runningBox returns the sandbox of a running instance, holding the instance's
-// lock until release is called.
+// runningBox returns the sandbox of a running instance, holding the instance
+// (shared) until release is called.
 func (e *Engine) runningBox(account, id string) (*box, func(), error) {
-	in, err := e.lockInstance(account, id)
+	in, err := e.rlockInstance(account, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	if in.rec.State != store.InstanceRunning {
-		in.mu.Unlock()
+		in.mu.RUnlock()
 		return nil, nil, notRunning(in)
 	}
-	return in.b, in.mu.Unlock, nil
+	return in.b, in.mu.RUnlock, nil
 }
 
 // UploadArchive unpacks a tar stream under dest in a running instance, owned by

@@ -410,11 +410,11 @@ func (e *Engine) RecoverSnapshots(ctx context.Context) error {
 // restoring it gives a session (or, with POST /api/v1/instances, an instance)
 // with the instance's memory, processes and files.
 func (e *Engine) snapshotInstance(ctx context.Context, r SnapshotRequest) (store.Snapshot, error) {
-	in, err := e.lockInstance(r.Account, r.InstanceID)
+	in, err := e.rlockInstance(r.Account, r.InstanceID)
 	if err != nil {
 		return store.Snapshot{}, err
 	}
-	defer in.mu.Unlock()
+	defer in.mu.RUnlock()
 	if in.rec.State != store.InstanceRunning {
 		return store.Snapshot{}, notRunning(in)
 	}
