@@ -15,6 +15,20 @@ type box struct {
 	sandbox.Sandbox
 	mu   sync.Mutex
 	warm []string
+
+	// image is the configuration of the sandbox's image (other than the host
+	// image); release lets the image store evict it again once the box is gone.
+	image   ImageConfig
+	release func()
+}
+
+// Destroy destroys the sandbox and releases its image.
+func (b *box) Destroy(ctx context.Context) error {
+	err := b.Sandbox.Destroy(ctx)
+	if b.release != nil {
+		b.release()
+	}
+	return err
 }
 
 func (b *box) isWarm(language string) bool {

@@ -6,6 +6,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,6 +47,11 @@ type Config struct {
 	// MaxWarmMemoryMB caps the memory held by idle warm sandboxes together; the
 	// least recently used go first. 0: no cap.
 	MaxWarmMemoryMB int
+	// Images provides images other than the host image; nil: host only.
+	Images ImageSource
+	// LanguageImages maps a language to the image its code runs in when a
+	// request names none (default: the host image).
+	LanguageImages map[string]string
 	// SnapshotDir holds snapshot images (see RecoverSnapshots).
 	SnapshotDir string
 	// SnapshotCompressAfter compresses the image of a snapshot not restored for
@@ -183,7 +189,7 @@ func (e *Engine) Stock() StockStats {
 // error, when the sandbox cap leaves no room.
 func (e *Engine) Prewarm(ctx context.Context, account, image, language string, count int) (int, error) {
 	r := Request{Account: account, Image: image, Language: language, Code: "pass", Mode: ModeCached}
-	if err := r.normalize(e.cfg.Limits); err != nil {
+	if err := e.normalize(&r); err != nil {
 		return 0, err
 	}
 	if count < 1 || count > 32 {
@@ -302,7 +308,7 @@ func (e *Engine) Execute(ctx context.Context, req Request) (*Result, error) {
 // ctx bounds only the start; the execution runs until it ends (its timeout
 // bounds it) or is stopped. Errors are those of Execute.
 func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
-	if err := req.normalize(e.cfg.Limits); err != nil {
+	if err := e.normalize(&req); err != nil {
 		return nil, err
 	}
 	var argv []string
@@ -476,12 +482,14 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	stdout := &cappedBuffer{max: l.MaxOutputBytes, tee: liveWriter{live, EventStdout}}
 	stderr := &cappedBuffer{max: l.MaxOutputBytes, tee: liveWriter{live, EventStderr}}
 	start := time.Now()
+	uid, gid := userOf(sb.image)
+	dir := cmp.Or(req.WorkingDir, sb.image.WorkingDir, "/workspace")
 	er := agent.ExecRequest{
 		Argv:           argv,
-		Env:            environment(req),
-		Dir:            req.WorkingDir,
-		UID:            UserUID,
-		GID:            UserGID,
+		Env:            environmentWith(req, sb.image.Env),
+		Dir:            dir,
+		UID:            uid,
+		GID:            gid,
 		Stdin:          req.HasStdin || req.Interactive,
 		TimeoutMS:      req.Timeout.Milliseconds(),
 		MaxOutputBytes: l.MaxOutputBytes,

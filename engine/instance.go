@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -117,7 +118,7 @@ func (e *Engine) CreateInstance(ctx context.Context, r InstanceRequest) (Instanc
 	if req.Language == "" {
 		req.Language = "python"
 	}
-	if err := req.normalize(e.cfg.Limits); err != nil {
+	if err := e.normalize(&req); err != nil {
 		return InstanceInfo{}, err
 	}
 	// The writable layer (and /tmp, as large) live in the sandbox's memory: they
@@ -406,9 +407,9 @@ func (e *Engine) StartProcess(ctx context.Context, account, id string, req agent
 		req.Env = environment(&Request{})
 	}
 	if req.Dir == "" {
-		req.Dir = "/workspace"
+		req.Dir = cmp.Or(in.b.image.WorkingDir, "/workspace")
 	}
-	req.UID, req.GID = UserUID, UserGID
+	req.UID, req.GID = userOf(in.b.image)
 	req.MaxProcs, req.MaxOpenFiles, req.MaxFileBytes = l.MaxProcs, l.MaxOpenFiles, l.MaxFileBytes
 	req.KeepBackground = true
 	return in.b.Agent().Start(req, out)
@@ -517,8 +518,15 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 		return err
 	}
 	dir := filepath.Join(e.instanceDir(in.rec.ID), "paused")
-	sb, err := r.Restore(ctx, in.spec(), dir)
+	spec := in.spec()
+	imageCfg, releaseImage, err := e.withImage(&spec)
 	if err != nil {
+		release()
+		return err
+	}
+	sb, err := r.Restore(ctx, spec, dir)
+	if err != nil {
+		releaseImage()
 		release()
 		if errors.Is(err, sandbox.ErrBadCheckpoint) {
 			in.rec.State, in.rec.Error = store.InstanceStopped, "its paused state could not be restored; start it again (files and processes since the last stop are lost)"
@@ -529,7 +537,7 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 		return fmt.Errorf("resuming instance %s: %w", in.rec.ID, err)
 	}
 	os.RemoveAll(dir)
-	in.b, in.release = &box{Sandbox: sb}, release
+	in.b, in.release = &box{Sandbox: sb, image: imageCfg, release: releaseImage}, release
 	in.meteredAt, in.meteredCPU = time.Now(), 0
 	in.rec.State, in.rec.Error, in.rec.AutoResume = store.InstanceRunning, "", false
 	return e.save(in)

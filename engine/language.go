@@ -55,7 +55,11 @@ func compileTypeScript(code string) (string, error) {
 }
 
 // environment returns the process environment: sane defaults, then the request's.
-func environment(r *Request) []string {
+func environment(r *Request) []string { return environmentWith(r, nil) }
+
+// environmentWith returns the process environment: sane defaults, then the
+// image's (KEY=value), then the request's.
+func environmentWith(r *Request, image []string) []string {
 	env := map[string]string{
 		"PATH":             "/usr/local/bin:/usr/bin:/bin",
 		"HOME":             "/home/user",
@@ -64,6 +68,11 @@ func environment(r *Request) []string {
 		"TZ":               "UTC",
 		"TERM":             "xterm",
 		"PYTHONUNBUFFERED": "1",
+	}
+	for _, kv := range image {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			env[k] = v
+		}
 	}
 	for k, v := range r.Env {
 		env[k] = v

@@ -197,9 +197,6 @@ func (r *Request) normalize(l Limits) error {
 	if r.Image == "" {
 		r.Image = "host"
 	}
-	if r.Image != "host" {
-		return unavailable(fmt.Sprintf("image %q is not available: this version runs the host image only", r.Image))
-	}
 
 	switch {
 	case r.Timeout < 0:
@@ -229,13 +226,17 @@ func (r *Request) normalize(l Limits) error {
 	case r.CPUCores > l.MaxCPUCores:
 		return invalid(fmt.Sprintf("cpu_cores %g is above the limit of %g", r.CPUCores, l.MaxCPUCores))
 	}
-	if r.WorkingDir == "" {
+	// Without one, the host image works in /workspace and other images in their
+	// own WorkingDir (see runIn).
+	if r.WorkingDir == "" && r.Image == "host" {
 		r.WorkingDir = "/workspace"
 	}
-	if !path.IsAbs(r.WorkingDir) || strings.ContainsRune(r.WorkingDir, 0) {
-		return invalid("working_dir must be an absolute path")
+	if r.WorkingDir != "" {
+		if !path.IsAbs(r.WorkingDir) || strings.ContainsRune(r.WorkingDir, 0) {
+			return invalid("working_dir must be an absolute path")
+		}
+		r.WorkingDir = path.Clean(r.WorkingDir)
 	}
-	r.WorkingDir = path.Clean(r.WorkingDir)
 	if len(r.Env) > l.MaxEnvVars {
 		return invalid(fmt.Sprintf("env_vars has %d entries; the limit is %d", len(r.Env), l.MaxEnvVars))
 	}

@@ -281,7 +281,14 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 		return nil, err
 	}
 	spec := sandbox.Spec{Image: sn.Image, MemoryMB: int(sn.MemoryMB), CPUCores: float64(sn.CPUMilli) / 1000}
+	cfg, releaseImage, err := e.withImage(&spec)
+	if err != nil {
+		return nil, err
+	}
 	sb, err := r.Restore(ctx, spec, filepath.Join(e.cfg.SnapshotDir, sn.ID))
+	if err != nil {
+		releaseImage()
+	}
 	if errors.Is(err, sandbox.ErrBadCheckpoint) {
 		e.log.Warn("restoring snapshot failed", "snapshot", sn.ID, "err", err)
 		return nil, broken("runsc could not restore the image")
@@ -289,7 +296,7 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 	if err != nil {
 		return nil, fmt.Errorf("restoring snapshot %s: %w", sn.ID, err)
 	}
-	return &box{Sandbox: sb}, nil
+	return &box{Sandbox: sb, image: cfg, release: releaseImage}, nil
 }
 
 // SnapshotInfo is a snapshot with its place in the tree.

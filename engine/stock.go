@@ -109,11 +109,16 @@ func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
 	if err := e.makeRoom(ctx); err != nil {
 		return nil, err
 	}
+	cfg, release, err := e.withImage(&spec)
+	if err != nil {
+		return nil, err
+	}
 	sb, err := e.driver.Create(ctx, spec)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("creating sandbox: %w", err)
 	}
-	return &box{Sandbox: sb}, nil
+	return &box{Sandbox: sb, image: cfg, release: release}, nil
 }
 
 // makeRoom makes sure one more sandbox may be created: below the cap, or after

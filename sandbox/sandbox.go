@@ -32,8 +32,11 @@ var ErrUnavailable = errors.New("sandbox runtime unavailable")
 // Spec describes a sandbox to create.
 type Spec struct {
 	// Image names the root filesystem; "host" is the host's /usr read-only with a
-	// generated minimal /etc.
+	// generated minimal /etc. Any other image needs RootFS.
 	Image string
+	// RootFS is the unpacked root filesystem of an image other than "host" (the
+	// caller keeps it in place while the sandbox lives); it is used read-only.
+	RootFS string
 	// CPUCores caps CPU time (1.5 = one and a half cores); 0 means the driver default.
 	CPUCores float64
 	// MemoryMB caps all memory of the sandbox, its writable layer included.

@@ -185,7 +185,12 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 		spec.Image = "host"
 	}
 	if spec.Image != "host" {
-		return nil, fmt.Errorf("image %q: only the host image is available", spec.Image)
+		if spec.RootFS == "" || !filepath.IsAbs(spec.RootFS) {
+			return nil, fmt.Errorf("image %q: no root filesystem given", spec.Image)
+		}
+		if err := prepareImageRoot(spec.RootFS); err != nil {
+			return nil, fmt.Errorf("image %q: %w", spec.Image, err)
+		}
 	}
 	if spec.Network {
 		return nil, errors.New("sandboxes with a network are not available yet")

@@ -123,3 +123,25 @@ func buildHostImage(root string) error {
 	}
 	return nil
 }
+
+// prepareImageRoot makes sure an image's root filesystem has the directories the
+// sandbox mounts over (the agent, /proc, /sys, /dev, /tmp), so that its overlay
+// need not invent them. It never follows a symlink out of root.
+func prepareImageRoot(root string) error {
+	for _, d := range []string{".faas", "proc", "sys", "dev", "tmp"} {
+		p := filepath.Join(root, d)
+		st, err := os.Lstat(p)
+		switch {
+		case err == nil && st.IsDir():
+			continue
+		case err == nil:
+			return fmt.Errorf("/%s in the image is not a directory", d)
+		case !os.IsNotExist(err):
+			return err
+		}
+		if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	return nil
+}

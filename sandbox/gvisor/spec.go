@@ -26,11 +26,16 @@ func (d *Driver) ociSpec(sb *Sandbox) *specs.Spec {
 	quota := int64(spec.CPUCores * float64(period))
 	swappiness := uint64(0)
 	ro := []string{"rbind", "ro", "nosuid", "nodev"}
-	return &specs.Spec{
+	rootPath := filepath.Join(d.imageDir, "host")
+	hostImage := spec.Image == "host" || spec.Image == ""
+	if !hostImage {
+		rootPath = spec.RootFS
+	}
+	out := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: "sandbox",
 		Root: &specs.Root{
-			Path:     filepath.Join(d.imageDir, "host"),
+			Path:     rootPath,
 			Readonly: false, // writes land in gVisor's private overlay, never on the host
 		},
 		Process: &specs.Process{
@@ -55,7 +60,6 @@ func (d *Driver) ociSpec(sb *Sandbox) *specs.Spec {
 			// but the memory limit; this one is as large as the writable layer.
 			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.Itoa(max(writableLayerMB(spec, d.cfg.WritableLayerMB), 16)) + "m"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: "/usr", Type: "bind", Source: "/usr", Options: ro},
 			{Destination: "/.faas/agent", Type: "bind", Source: d.cfg.Agent, Options: ro},
 		},
 		Linux: &specs.Linux{
@@ -70,6 +74,11 @@ func (d *Driver) ociSpec(sb *Sandbox) *specs.Spec {
 			},
 		},
 	}
+	if hostImage {
+		// The host image is the host's /usr, read-only.
+		out.Mounts = append(out.Mounts, specs.Mount{Destination: "/usr", Type: "bind", Source: "/usr", Options: ro})
+	}
+	return out
 }
 
 // removeCgroups removes a sandbox's cgroup from every v1 controller (runsc normally
