@@ -194,6 +194,9 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 		b.Fatal(st, err, errb.String())
 	}
 	dir := b.TempDir()
+	if d := os.Getenv("FAAS_BENCH_IMAGE_DIR"); d != "" {
+		dir = d
+	}
 	b.Run("checkpoint", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			img := filepath.Join(dir, strconv.Itoa(i))

@@ -455,7 +455,7 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 // its in-memory writable layer into dir (which must exist and be empty) and lets
 // the sandbox run on.
 func (s *Sandbox) Checkpoint(ctx context.Context, dir string) error {
-	out, err := exec.CommandContext(ctx, s.d.cfg.Runsc, s.d.runsc("checkpoint", "--leave-running", "--exclude-committed-zero-pages", "--image-path="+dir, s.id)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, s.d.cfg.Runsc, s.d.runsc("checkpoint", "--leave-running", "--image-path="+dir, s.id)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("checkpointing sandbox %s: %v: %s", s.id, err, bytes.TrimSpace(out))
 	}
