@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/image"
 	"github.com/faas-platform/faas/sandbox"
 	"github.com/faas-platform/faas/store"
 )
@@ -46,6 +47,14 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: "merge_conflict", msg: ce.Error(), paths: ce.Paths}
 	}
 	switch {
+	case errors.Is(err, image.ErrNotFound):
+		return newError(http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, image.ErrInvalid):
+		return newError(http.StatusBadRequest, "invalid_image", err.Error())
+	case errors.Is(err, image.ErrInUse):
+		return newError(http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, image.ErrUnreachable):
+		return newError(http.StatusBadGateway, "registry_unreachable", err.Error())
 	case errors.Is(err, engine.ErrInvalid):
 		return newError(http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, engine.ErrUnavailable):

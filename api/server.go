@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/image"
 	"github.com/faas-platform/faas/store"
 )
 
@@ -32,6 +33,7 @@ type Server struct {
 	ssh          *SSHInfo
 	publicURL    string
 	exposeDomain string
+	images       *image.Store
 }
 
 // SSHInfo says where the SSH gateway listens, for the ssh endpoint's answers.
@@ -56,7 +58,9 @@ type Config struct {
 	// ExposeDomain, when set, routes requests for {name}-{instance}.{domain} to
 	// the instance's exposed port.
 	ExposeDomain string
-	Logger       *slog.Logger
+	// Images is the local image store; nil: the host image only.
+	Images *image.Store
+	Logger *slog.Logger
 }
 
 // New returns the API server for an engine and a store.
@@ -66,7 +70,7 @@ func New(e *engine.Engine, st *store.Store, cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{engine: e, store: st, log: log, version: cfg.Version, mux: http.NewServeMux(), limiter: newRateLimiter(cfg.RateLimit), heartbeat: cfg.Heartbeat,
-		ssh: cfg.SSH, publicURL: cfg.PublicURL, exposeDomain: strings.ToLower(strings.Trim(cfg.ExposeDomain, "."))}
+		ssh: cfg.SSH, publicURL: cfg.PublicURL, images: cfg.Images, exposeDomain: strings.ToLower(strings.Trim(cfg.ExposeDomain, "."))}
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second
 	}
@@ -112,6 +116,13 @@ func (s *Server) routes() {
 		s.handle("POST /api/v1/instances/{id}/"+name, s.authenticate(ScopeInstances, s.devServer(name)))
 	}
 	s.mux.HandleFunc("/p/{id}/{name}/{rest...}", s.proxyPath)
+	// Image references hold slashes: {ref...}; these routes go without the 405
+	// catch-alls, which would overlap.
+	s.mux.HandleFunc("POST /api/v1/images/import", s.authenticate(ScopeAdmin, s.importImage))
+	s.mux.HandleFunc("POST /api/v1/images/pull", s.authenticate(ScopeAdmin, s.pullImage))
+	s.handle("GET /api/v1/images", s.authenticate(ScopeExecute, s.listImages))
+	s.mux.HandleFunc("GET /api/v1/images/{ref...}", s.authenticate(ScopeExecute, s.getImage))
+	s.mux.HandleFunc("DELETE /api/v1/images/{ref...}", s.authenticate(ScopeAdmin, s.removeImage))
 	s.handle("POST /api/v1/prewarm", s.authenticate(ScopeExecute, s.prewarm))
 	s.handle("GET /api/v1/pools", s.authenticate(ScopeExecute, s.pools))
 	s.handle("GET /api/v1/usage", s.authenticate(ScopeAny, s.usage))
@@ -136,7 +147,7 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 }
 
 func largeBody(p string) bool {
-	if strings.HasPrefix(p, "/p/") {
+	if strings.HasPrefix(p, "/p/") || p == "/api/v1/images/import" {
 		return true
 	}
 	return strings.HasPrefix(p, "/api/v1/instances/") && (strings.HasSuffix(p, "/files") || strings.HasSuffix(p, "/files/archive") || strings.HasSuffix(p, "/sync"))

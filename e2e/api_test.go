@@ -49,7 +49,7 @@ func TestBadInput(t *testing.T) {
 		{"bad env shape", "POST", "/api/v1/execute", "", `{"code":"x","env_vars":[["A"]]}`, 400, "invalid_json", "pairs"},
 		{"relative working dir", "POST", "/api/v1/execute", "", `{"code":"x","working_dir":"tmp"}`, 400, "invalid_request", "absolute"},
 		{"NUL in code", "POST", "/api/v1/execute", "", `{"code":"print(1)\u0000"}`, 400, "invalid_request", "NUL"},
-		{"image not available", "POST", "/api/v1/execute", "", `{"code":"x","image":"python:3.12"}`, 501, "not_available", "python:3.12"},
+		{"unknown image", "POST", "/api/v1/execute", "", `{"code":"x","image":"python:3.12"}`, 404, "not_found", "python:3.12"},
 		{"typescript syntax error", "POST", "/api/v1/execute", "", `{"code":"const x: = ;","language":"typescript"}`, 400, "invalid_request", "typescript"},
 		{"no key", "POST", "/api/v1/execute", "-", `{"code":"print(1)"}`, 401, "unauthorized", "API key is required"},
 		{"bad key", "POST", "/api/v1/execute", "faas_nope", `{"code":"print(1)"}`, 401, "unauthorized", "invalid API key"},

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func (e *Engine) checkImage(ref string) error {
 	if e.cfg.Images == nil {
 		return unavailable(fmt.Sprintf("image %q is not available: this server runs the host image only", ref))
 	}
-	if len(ref) > 256 || strings.ContainsAny(ref, " \\t\\n\\x00") {
+	if len(ref) > 256 || strings.ContainsAny(ref, " \t\n\x00") {
 		return invalid("image must be an image reference such as python:3.12-slim")
 	}
 	return nil
@@ -97,3 +98,7 @@ func userOf(cfg ImageConfig) (int, int) {
 	}
 	return uid, gid
 }
+
+// FreeImages destroys the idle warm sandboxes that hold images other than the
+// host image, so that those images can be removed; it returns once they are gone.
+func (e *Engine) FreeImages(ctx context.Context) { e.pool.evictImages(ctx) }

@@ -279,3 +279,26 @@ func (p *pool) snapshot(account string) []PoolStats {
 	})
 	return out
 }
+
+// evictImages destroys the idle warm sandboxes of images other than the host
+// image (so an image can be removed from the store), waiting for them to go.
+func (p *pool) evictImages(ctx context.Context) {
+	var out []*box
+	p.mu.Lock()
+	for k, list := range p.idle {
+		if k.image == HostImage {
+			continue
+		}
+		for _, w := range list {
+			out = append(out, w.b)
+			p.statsFor(k).Evicted++
+		}
+		p.idle[k] = nil
+	}
+	p.mu.Unlock()
+	for _, b := range out {
+		if err := b.Destroy(ctx); err != nil {
+			p.e.log.Warn("destroying sandbox", "sandbox", b.ID(), "err", err)
+		}
+	}
+}

@@ -16,9 +16,9 @@ log() { echo "setup: $*" >&2; }
 # openssh-sftp-server runs inside instances for scp and sftp over the SSH gateway.
 packages=(ca-certificates git make python3 nodejs bash coreutils procps iproute2 openssh-sftp-server)
 if [[ ${FAAS_SETUP_TEST:-} == 1 ]]; then
-	# The tests drive the SSH gateway with the OpenSSH client and start Jupyter in
-	# an instance.
-	packages+=(postgresql postgresql-client openssh-client jupyter-notebook)
+	# The tests drive the SSH gateway with the OpenSSH client, start Jupyter in
+	# an instance, and build image archives around a static busybox.
+	packages+=(postgresql postgresql-client openssh-client jupyter-notebook busybox-static)
 fi
 missing=()
 for p in "${packages[@]}"; do

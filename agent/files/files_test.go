@@ -782,3 +782,67 @@ func TestRemoveRefuses(t *testing.T) {
 		})
 	}
 }
+
+func hardlink(name, target string) tarEntry {
+	return tarEntry{Header: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target}}
+}
+
+func TestUnpackHardLinks(t *testing.T) {
+	dest, outside := sandbox(t)
+	entries := []tarEntry{
+		file("d/f", "content"), symlink("s", "../outside"),
+		hardlink("l1", "d/f"), hardlink("d/l2", "/d/f"), hardlink("ls", "s"),
+		file("g", "x"), hardlink("g", "d/f"), // replaces a file
+	}
+	n, err := Unpack(dest, bytes.NewReader(buildTar(t, entries...)), UnpackOptions{HardLinks: true})
+	if err != nil || n != len(entries) {
+		t.Fatalf("Unpack = %d, %v", n, err)
+	}
+	_, f := lstat(t, filepath.Join(dest, "d/f"))
+	for _, name := range []string{"l1", "d/l2", "g"} {
+		fi, st := lstat(t, filepath.Join(dest, name))
+		if !fi.Mode().IsRegular() || st.Ino != f.Ino {
+			t.Errorf("%s: mode %v inode %d, want a link to d/f (inode %d)", name, fi.Mode(), st.Ino, f.Ino)
+		}
+	}
+	fi, st := lstat(t, filepath.Join(dest, "ls"))
+	_, s := lstat(t, filepath.Join(dest, "s"))
+	if fi.Mode()&fs.ModeSymlink == 0 || st.Ino != s.Ino {
+		t.Errorf("ls: mode %v inode %d, want a link to the symlink s itself (inode %d)", fi.Mode(), st.Ino, s.Ino)
+	}
+	assertEmpty(t, outside)
+}
+
+func TestUnpackHardLinksRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []tarEntry
+	}{
+		{"not an entry", []tarEntry{hardlink("l", "existing")}},
+		{"leaves dest", []tarEntry{hardlink("l", "../outside/secret")}},
+		{"absolute leaving dest", []tarEntry{hardlink("l", "/../outside/secret")}},
+		{"through symlink", []tarEntry{symlink("s", "../outside"), hardlink("l", "s/secret")}},
+		{"name through symlink", []tarEntry{file("f", "x"), symlink("s", "../outside"), hardlink("s/l", "f")}},
+		{"directory", []tarEntry{dir("d", 0o755), hardlink("l", "d")}},
+		{"itself", []tarEntry{file("f", "x"), hardlink("f", "f")}},
+		{"later entry", []tarEntry{hardlink("l", "f"), file("f", "x")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest, outside := sandbox(t)
+			writeFile(t, filepath.Join(dest, "existing"), "mine")
+			writeFile(t, filepath.Join(outside, "secret"), "theirs")
+			_, err := Unpack(dest, bytes.NewReader(buildTar(t, tt.entries...)), UnpackOptions{HardLinks: true})
+			if !errors.Is(err, ErrUnsafePath) {
+				t.Fatalf("Unpack = %v, want ErrUnsafePath", err)
+			}
+			_, st := lstat(t, filepath.Join(outside, "secret"))
+			if st.Nlink != 1 {
+				t.Errorf("outside/secret got linked: %d links", st.Nlink)
+			}
+			if _, err := os.Lstat(filepath.Join(dest, "l")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("l was created: %v", err)
+			}
+		})
+	}
+}

@@ -23,6 +23,13 @@ type UnpackOptions struct {
 	// either way.
 	UID, GID  int
 	KeepOwner bool
+	// HardLinks accepts hard link entries (rejected otherwise). A link's target must
+	// be an earlier file or symlink entry of the same archive, named as entries are
+	// (leading slashes dropped, never leaving dest) and reached beneath dest without
+	// following symlinks; the new name links to that object itself, never to what a
+	// symlink there points to. Container image layers need this: real images hold
+	// hard links.
+	HardLinks bool
 }
 
 // Unpack extracts a tar stream under dest (an existing directory, which the caller
@@ -45,8 +52,11 @@ type UnpackOptions struct {
 //   - A symlink is created verbatim, replacing a non-directory like a file does: its
 //     target is neither checked nor followed, since only the sandbox ever resolves it,
 //     and later entries may not write through it (rule 2).
-//   - Hard links, device nodes, FIFOs and every other type are rejected with an error
-//     wrapping errors.ErrUnsupported.
+//   - A hard link is created only with UnpackOptions.HardLinks, under the rules
+//     described there, replacing a non-directory like a file does; a target that is
+//     not an earlier entry, or leaves dest, is an error wrapping ErrUnsafePath.
+//   - Device nodes, FIFOs, every other type, and hard links without HardLinks are
+//     rejected with an error wrapping errors.ErrUnsupported.
 //   - Exceeding MaxBytes (by declared file sizes, checked before writing) or
 //     MaxEntries is an error wrapping ErrLimit.
 //
@@ -61,6 +71,9 @@ func Unpack(dest string, r io.Reader, opt UnpackOptions) (int, error) {
 	}
 	defer b.Close()
 	u := unpacker{b: b, opt: opt, dirTimes: make(map[string]time.Time)}
+	if opt.HardLinks {
+		u.linkable = make(map[string]bool)
+	}
 	tr := tar.NewReader(r)
 	read, written := 0, 0
 	for {
@@ -95,6 +108,7 @@ type unpacker struct {
 	opt      UnpackOptions
 	bytes    int64                // file content so far
 	dirTimes map[string]time.Time // directory (relative path) → mtime, applied at the end
+	linkable map[string]bool      // with HardLinks: files and symlinks written so far
 }
 
 // entry writes one entry; it reports false for the skipped "./".
@@ -105,6 +119,10 @@ func (u *unpacker) entry(h *tar.Header, content io.Reader) (bool, error) {
 	}
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
+	case tar.TypeLink:
+		if !u.opt.HardLinks {
+			return false, fmt.Errorf("%w: entry type %q", errors.ErrUnsupported, h.Typeflag)
+		}
 	default:
 		return false, fmt.Errorf("%w: entry type %q", errors.ErrUnsupported, h.Typeflag)
 	}
@@ -124,6 +142,15 @@ func (u *unpacker) entry(h *tar.Header, content io.Reader) (bool, error) {
 	}
 	if uid < 0 || gid < 0 || int64(uid) >= math.MaxUint32 || int64(gid) >= math.MaxUint32 {
 		return false, fmt.Errorf("invalid owner %d:%d", uid, gid)
+	}
+	var linkTarget string
+	if h.Typeflag == tar.TypeLink {
+		if linkTarget, err = relative(h.Linkname); err != nil {
+			return false, fmt.Errorf("link target %q: %w", h.Linkname, err)
+		}
+		if !u.linkable[linkTarget] || linkTarget == rel {
+			return false, fmt.Errorf("%w: link target %q is not an earlier file or symlink entry", ErrUnsafePath, h.Linkname)
+		}
 	}
 	if h.Typeflag == tar.TypeReg {
 		if h.Size < 0 {
@@ -150,11 +177,40 @@ func (u *unpacker) entry(h *tar.Header, content io.Reader) (bool, error) {
 		err = e.writeFile(content, uid, gid, mode, h.ModTime)
 	case tar.TypeSymlink:
 		err = e.symlink(h.Linkname, uid, gid, h.ModTime)
+	case tar.TypeLink:
+		err = u.link(linkTarget, e)
 	case tar.TypeDir:
 		err = e.dir(!isDir, uid, gid, mode)
 		u.dirTimes[rel] = h.ModTime
 	}
+	if err == nil && u.linkable != nil {
+		// A directory in place of an earlier file is no link target any more.
+		u.linkable[rel] = h.Typeflag != tar.TypeDir
+	}
 	return err == nil, err
+}
+
+// link makes t a hard link to the earlier entry rel. Its owner, mode and times are the
+// target's, shared with it.
+func (u *unpacker) link(rel string, t target) error {
+	parent, name, err := u.b.openParent(rel, nil)
+	if err != nil {
+		return fmt.Errorf("link target: %w", err)
+	}
+	defer unix.Close(parent)
+	path := filepath.Join(u.b.name, rel)
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("link target %s: %w", path, err)
+	}
+	if typ := st.Mode & unix.S_IFMT; typ != unix.S_IFREG && typ != unix.S_IFLNK {
+		return fmt.Errorf("%w: link target %s is not a file or symlink", ErrUnsafePath, path)
+	}
+	// Flags 0: linkat does not follow a symlink at the target, it links the symlink.
+	if err := unix.Linkat(parent, name, t.parent, t.name, 0); err != nil {
+		return fmt.Errorf("linking %s to %s: %w", t.path, path, err)
+	}
+	return nil
 }
 
 // target is the last component of an entry's path, inside its open parent.

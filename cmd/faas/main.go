@@ -28,6 +28,7 @@ func commands() []command {
 		{"keys", "create, list and revoke API keys (admin)", runKeys},
 		{"instances", "manage persistent instances; ssh into them", runInstances},
 		{"snapshots", "list, create, restore and delete snapshots", runSnapshots},
+		{"images", "import, pull, list and remove images (admin)", runImages},
 		{"usage", "show this billing period's usage and bill", runUsageReport},
 		{"bench", "measure latency against baselines", runBench},
 		{"version", "print the version", runVersion},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/faas-platform/faas/api"
 	"github.com/faas-platform/faas/engine"
+	"github.com/faas-platform/faas/image"
 	"github.com/faas-platform/faas/sandbox"
 	"github.com/faas-platform/faas/sandbox/gvisor"
 	"github.com/faas-platform/faas/sshgw"
@@ -62,6 +63,11 @@ type serveConfig struct {
 	meterEvery time.Duration
 	// compressAfter compresses snapshots unused this long.
 	compressAfter time.Duration
+	// imageCacheMB bounds the image store; languageImages maps languages to images;
+	// registryAuth holds registry credentials.
+	imageCacheMB   int
+	languageImages string
+	registryAuth   string
 }
 
 func envOr(name, def string) string {
@@ -138,6 +144,9 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.diskMB, "disk-mb", envInt("FAAS_DISK_MB", 0), "each sandbox's writable layer and /tmp (each; held in its memory); 0: a quarter of its memory, also the most; instances set their own (env FAAS_DISK_MB)")
 	fs.DurationVar(&c.meterEvery, "instance-meter-interval", envDuration("FAAS_INSTANCE_METER_INTERVAL", time.Minute), "how often running instances' usage is recorded and idle ones paused (env FAAS_INSTANCE_METER_INTERVAL)")
 	fs.DurationVar(&c.compressAfter, "snapshot-compress-after", envDuration("FAAS_SNAPSHOT_COMPRESS_AFTER", engine.DefaultSnapshotCompressAfter), "compress (zstd) the image of a snapshot not restored this long; negative: never (env FAAS_SNAPSHOT_COMPRESS_AFTER)")
+	fs.IntVar(&c.imageCacheMB, "image-cache-mb", envInt("FAAS_IMAGE_CACHE_MB", 20480), "disk the image store may use; least recently used images go first (env FAAS_IMAGE_CACHE_MB)")
+	fs.StringVar(&c.languageImages, "language-images", os.Getenv("FAAS_LANGUAGE_IMAGES"), "images languages run in when a request names none, e.g. python=python:3.12-slim,javascript=node:20; empty: the host image (env FAAS_LANGUAGE_IMAGES)")
+	c.registryAuth = os.Getenv("FAAS_REGISTRY_AUTH") // host=user:password,...; an environment variable only, never a flag (kept out of ps)
 	fs.DurationVar(&c.heartbeat, "stream-heartbeat", envDuration("FAAS_STREAM_HEARTBEAT", 15*time.Second), "heartbeat interval of idle output streams (env FAAS_STREAM_HEARTBEAT)")
 	fs.DurationVar(&c.shutdownDur, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for executions in flight")
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
@@ -217,6 +226,26 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		return err
 	}
 
+	auth := map[string]image.Auth{}
+	for _, item := range strings.Split(c.registryAuth, ",") {
+		host, cred, ok := strings.Cut(strings.TrimSpace(item), "=")
+		user, pass, ok2 := strings.Cut(cred, ":")
+		if ok && ok2 && host != "" {
+			auth[host] = image.Auth{Username: user, Password: pass}
+		}
+	}
+	images, err := image.Open(filepath.Join(c.dataDir, "oci"), image.Options{MaxBytes: int64(c.imageCacheMB) << 20, Auth: auth, Logger: log})
+	if err != nil {
+		return fmt.Errorf("opening the image store: %w", err)
+	}
+	defer images.Close()
+	langImages := map[string]string{}
+	for _, item := range strings.Split(c.languageImages, ",") {
+		if lang, img, ok := strings.Cut(strings.TrimSpace(item), "="); ok && lang != "" && img != "" {
+			langImages[strings.TrimSpace(lang)] = strings.TrimSpace(img)
+		}
+	}
+
 	var langs []string
 	for _, l := range strings.Split(c.stockLangs, ",") {
 		if l = strings.TrimSpace(l); l != "" && l != "none" {
@@ -236,6 +265,8 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		InstanceMeterInterval: c.meterEvery,
 		SnapshotCompressAfter: c.compressAfter,
 		SessionIdleTimeout:    c.sessionIdle,
+		Images:                imageSource{images},
+		LanguageImages:        langImages,
 		BranchStock:           c.branchStock,
 		BranchStockMax:        c.branchStockMax,
 		Logger:                log,
@@ -275,7 +306,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	}
 	srv := &http.Server{
 		Handler: api.New(eng, st, api.Config{Version: version, RateLimit: c.rate, Heartbeat: c.heartbeat, Logger: log,
-			SSH: sshInfo, PublicURL: c.publicURL, ExposeDomain: c.exposeDomain}),
+			SSH: sshInfo, PublicURL: c.publicURL, ExposeDomain: c.exposeDomain, Images: images}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
