@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,78 +10,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
+	"github.com/faas-platform/faas/internal/testimage"
 	"github.com/faas-platform/faas/internal/testserver"
 )
 
-// busyboxImage builds a docker-archive (as docker save writes) of a tiny image:
-// the host's static busybox as /bin/busybox with /bin/sh and friends linked to
-// it, an /app working directory, and an environment variable.
+// busyboxImage builds a docker-archive of a tiny busybox image (testimage).
 func busyboxImage(t *testing.T, tag string, extra map[string]string) []byte {
 	t.Helper()
-	bb, err := os.ReadFile("/usr/bin/busybox")
-	if err != nil {
+	if _, err := os.Stat(testimage.Busybox); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("busybox-static is missing: scripts/setup.sh installs it for the tests")
 		}
-		t.Skip("no /usr/bin/busybox")
+		t.Skip("no " + testimage.Busybox)
 	}
-	var lb bytes.Buffer
-	tw := tar.NewWriter(&lb)
-	add := func(h *tar.Header, body []byte) {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(body)
-	}
-	for _, d := range []string{"bin/", "app/", "etc/"} {
-		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	}
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
-	for _, l := range []string{"sh", "echo", "cat", "pwd", "ls", "env", "id", "test"} {
-		add(&tar.Header{Name: "bin/" + l, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	add(&tar.Header{Name: "etc/os-release", Typeflag: tar.TypeReg, Mode: 0o644, Size: 14}, []byte("ID=faas-test\n\n"))
-	for p, content := range extra {
-		add(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}, []byte(content))
-	}
-	tw.Close()
-	data := lb.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	b, err := testimage.DockerArchive(tag, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := cf.Config
-	cfg.Env = []string{"PATH=/bin", "GREETING=hello from the image"}
-	cfg.WorkingDir = "/app"
-	cfg.Cmd = []string{"/bin/sh"}
-	img, err = mutate.Config(img, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := tarball.Write(ref, img, &out); err != nil {
-		t.Fatal(err)
-	}
-	_ = v1.Hash{}
-	return out.Bytes()
+	return b
 }
 
 // TestImages imports an image built here, runs code in it (its own root

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/internal/testimage"
 	"github.com/faas-platform/faas/sandbox/gvisor"
 )
 
@@ -267,6 +270,10 @@ func benchScenarios() []benchScenario {
 			target: ephemeralTarget, targetMS: 150, goalMS: 50, seed: seedEphemeral, run: ephemeral(client.LanguageJavaScript, nodePrint)},
 		{id: "ephemeral-cold", name: "ephemeral python print(1), no stock (sandbox boots per request)", server: coldServer,
 			target: "– (reference: stock exhausted)", seed: seedEphemeral, run: ephemeral(client.LanguagePython, pythonPrint)},
+		{id: "shell-cold-host", name: "ephemeral sh -c 'echo 1', no stock, host image", server: coldServer,
+			target: "– (reference for image-cold)", seed: "–", run: shellCold(false)},
+		{id: "image-cold", name: "ephemeral sh -c 'echo 1', no stock, an imported OCI image", server: coldServer,
+			target: "–", seed: "–", run: shellCold(true)},
 		{id: "throughput-1", name: "throughput python print(1), 1 client back to back", server: stockedServer,
 			target: "–", seed: "–", run: throughput(1)},
 		{id: "throughput-8", name: "throughput python print(1), 8 concurrent clients", server: stockedServer,
@@ -456,6 +463,43 @@ func ephemeral(language, code string) func(ctx context.Context, b *bench) (bench
 			return b.srv.executePrintsOne(ctx, req)
 		})
 		return benchResult{durations: ds}, err
+	}
+}
+
+// shellCold measures an ephemeral `echo 1` (sh -c) in a never-used sandbox of
+// image: the host image, or a busybox image built here and imported first, so
+// the two rows compare the cold start of an imported image with the host's.
+func shellCold(imported bool) func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		req := client.ExecuteRequest{Command: "echo 1", Mode: client.ModeEphemeral}
+		note := "host image"
+		if imported {
+			const tag = "faas-bench/busybox:1"
+			archive, err := testimage.DockerArchive(tag, nil)
+			if err != nil {
+				return benchResult{}, errSkipped{err.Error()}
+			}
+			hreq, err := http.NewRequestWithContext(ctx, "POST", b.srv.url+"/api/v1/images/import", bytes.NewReader(archive))
+			if err != nil {
+				return benchResult{}, err
+			}
+			hreq.Header.Set("Authorization", "Bearer "+b.srv.key)
+			resp, err := b.srv.hc.Do(hreq)
+			if err != nil {
+				return benchResult{}, err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return benchResult{}, notAvailableOr(newHTTPError(resp.StatusCode, body), true)
+			}
+			req.Image = tag
+			note = fmt.Sprintf("busybox image (%.1f MB archive) imported into the store", float64(len(archive))/(1<<20))
+		}
+		ds, err := b.measure(ctx, b.srv.waitIdle, func(ctx context.Context) error {
+			return b.srv.executePrintsOne(ctx, req)
+		})
+		return benchResult{durations: ds, note: note}, err
 	}
 }
 
