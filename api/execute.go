@@ -317,10 +317,7 @@ func (s *Server) executePersistent(w http.ResponseWriter, r *http.Request, body 
 		}
 		id = in.ID
 	}
-	res, err := s.engine.ExecInstance(r.Context(), p.Account, id, engine.InstanceExecRequest{
-		Command: req.Command, Code: req.Code, Language: body.Language, Stdin: req.Stdin, HasStdin: req.HasStdin, Env: req.Env,
-		WorkingDir: req.WorkingDir, Timeout: req.Timeout, KeyID: p.KeyID,
-	})
+	res, err := s.engine.ExecInstance(r.Context(), p.Account, id, instanceExec(body, req))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -187,15 +187,21 @@ func (s *Server) execInstance(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.engine.ExecInstance(r.Context(), p.Account, r.PathValue("id"), engine.InstanceExecRequest{
-		Command: req.Command, Code: req.Code, Language: body.Language, Stdin: req.Stdin, HasStdin: req.HasStdin, Env: req.Env,
-		WorkingDir: req.WorkingDir, Timeout: req.Timeout, KeyID: p.KeyID,
-	})
+	res, err := s.engine.ExecInstance(r.Context(), p.Account, r.PathValue("id"), instanceExec(body, req))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toExecuteResponse(res))
+}
+
+// instanceExec is an execute request (as decoded, and converted) run in an
+// instance: the language as given, so the instance's own applies by default.
+func instanceExec(body ExecuteRequest, req engine.Request) engine.InstanceExecRequest {
+	return engine.InstanceExecRequest{
+		Command: req.Command, Code: req.Code, Language: body.Language, Stdin: req.Stdin, HasStdin: req.HasStdin, Env: req.Env,
+		WorkingDir: req.WorkingDir, Timeout: req.Timeout, KeyID: req.KeyID,
+	}
 }
 
 // sshInfo is GET /api/v1/instances/{id}/ssh: a new key pair authorized for the
@@ -417,6 +423,11 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, err)
 				return
 			}
+		}
+		if n == len(head) && bytes.Count(head[:], []byte{0}) == len(head) {
+			// The end-of-archive block first: an empty archive, nothing at p.
+			s.writeError(w, r, newError(http.StatusNotFound, "not_found", "no file or directory at "+p))
+			return
 		}
 		w.Header().Set("Content-Type", "application/x-tar")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(p)+".tar"))

@@ -159,6 +159,11 @@ func TestInstanceLifecycle(t *testing.T) {
 	if names := tarNames(t, b); status != 200 || strings.Join(names, ",") != "workspace/dir/,workspace/dir/a.txt" {
 		t.Errorf("tar download: %d %v", status, names)
 	}
+	for _, missing := range []string{"", "&format=tar"} {
+		if status, b, _ := s.Do(context.Background(), "GET", "/api/v1/instances/"+id+"/files?path=/workspace/nope"+missing, nil); status != http.StatusNotFound {
+			t.Errorf("download of a missing file%s: %d %s", missing, status, b)
+		}
+	}
 	for _, bad := range []struct {
 		path string
 		tar  []byte

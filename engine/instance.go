@@ -567,7 +567,7 @@ func (e *Engine) StopInstance(ctx context.Context, account, id string) (Instance
 	if err != nil {
 		return InstanceInfo{}, err
 	}
-	err = e.rootExec(ctx, in.b, append([]string{agentPath, "pack", "-r"}, existing(ctx, e, in.b, MergeRoots)...), nil, f)
+	err = e.rootExec(ctx, in.b, append([]string{agentPath, "pack", "-r", "-missing-ok"}, MergeRoots...), nil, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -592,17 +592,6 @@ func (e *Engine) StopInstance(ctx context.Context, account, id string) (Instance
 		return InstanceInfo{}, err
 	}
 	return in.info(), nil
-}
-
-// existing keeps the paths that exist in the sandbox (pack wants existing ones).
-func existing(ctx context.Context, e *Engine, b *box, paths []string) []string {
-	var out []string
-	for _, p := range paths {
-		if e.rootExec(ctx, b, []string{"/bin/test", "-e", p}, nil, io.Discard) == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // StartInstance boots a stopped instance in a new sandbox with the files it had.
@@ -719,11 +708,10 @@ func (e *Engine) superviseInstances() {
 			return
 		case <-t.C:
 		}
-		e.instances.mu.Lock()
-		var all []*instance
+		all := e.allInstances()
 		idle := map[*instance]bool{}
-		for _, in := range e.instances.m {
-			all = append(all, in)
+		e.instances.mu.Lock() // guards lastUsed
+		for _, in := range all {
 			if ttl := in.rec.IdleTTL; ttl > 0 && time.Since(in.lastUsed) > ttl {
 				idle[in] = true
 			}
@@ -796,12 +784,7 @@ func (e *Engine) RecoverInstances(ctx context.Context) error {
 // pauseAllInstances pauses every running instance (at shutdown), to be resumed
 // by RecoverInstances at the next start.
 func (e *Engine) pauseAllInstances(ctx context.Context) {
-	e.instances.mu.Lock()
-	var all []*instance
-	for _, in := range e.instances.m {
-		all = append(all, in)
-	}
-	e.instances.mu.Unlock()
+	all := e.allInstances()
 	for _, in := range all {
 		// An exec in flight holds the instance: wait for it, but not past ctx
 		// (an instance that cannot be paused is found stopped at the next start).
@@ -958,12 +941,7 @@ func (e *Engine) SSHKeys(id string) ([]string, bool) {
 
 // runningInstances counts the instances that hold a sandbox.
 func (e *Engine) runningInstances() int {
-	e.instances.mu.Lock()
-	var all []*instance
-	for _, in := range e.instances.m {
-		all = append(all, in)
-	}
-	e.instances.mu.Unlock()
+	all := e.allInstances()
 	n := 0
 	for _, in := range all {
 		if in.mu.TryLock() {
@@ -976,4 +954,15 @@ func (e *Engine) runningInstances() int {
 		}
 	}
 	return n
+}
+
+// allInstances lists the instances (in no order), to work on outside the map's lock.
+func (e *Engine) allInstances() []*instance {
+	e.instances.mu.Lock()
+	defer e.instances.mu.Unlock()
+	all := make([]*instance, 0, len(e.instances.m))
+	for _, in := range e.instances.m {
+		all = append(all, in)
+	}
+	return all
 }

@@ -115,23 +115,7 @@ func (s *Store) ListExecutions(ctx context.Context, account string, limit int) (
 		query += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing executions: %w", err)
-	}
-	defer rows.Close()
-	var list []Execution
-	for rows.Next() {
-		e, err := scanExecution(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing executions: %w", err)
-		}
-		list = append(list, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing executions: %w", err)
-	}
-	return list, nil
+	return queryAll(ctx, s, "listing executions", query, args, scanExecution)
 }
 
 // FailRunningExecutions marks every execution still "running" as "error"

@@ -116,20 +116,7 @@ func (s *Store) ListInstances(ctx context.Context, account string) ([]Instance, 
 		query += ` AND account = ?`
 		args = append(args, account)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(query+` ORDER BY created_at, id`), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing instances: %w", err)
-	}
-	defer rows.Close()
-	var list []Instance
-	for rows.Next() {
-		in, err := scanInstance(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing instances: %w", err)
-		}
-		list = append(list, in)
-	}
-	return list, rows.Err()
+	return queryAll(ctx, s, "listing instances", query+` ORDER BY created_at, id`, args, scanInstance)
 }
 
 // DeleteInstance marks the live instance id of account deleted.

@@ -77,23 +77,7 @@ func (s *Store) ListKeys(ctx context.Context, account string) ([]Key, error) {
 		args = append(args, account)
 	}
 	query += ` ORDER BY created_at, id`
-	rows, err := s.read.QueryContext(ctx, s.q(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
-	defer rows.Close()
-	var keys []Key
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing keys: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
-	}
-	return keys, nil
+	return queryAll(ctx, s, "listing keys", query, args, scanKey)
 }
 
 // RevokeKey marks the key revoked at time at. Revoking a revoked key succeeds

@@ -85,23 +85,7 @@ func (s *Store) ListSnapshots(ctx context.Context, account string) ([]Snapshot, 
 		query += ` AND account = ?`
 		args = append(args, account)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(query+` ORDER BY created_at, id`), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing snapshots: %w", err)
-	}
-	defer rows.Close()
-	var list []Snapshot
-	for rows.Next() {
-		sn, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing snapshots: %w", err)
-		}
-		list = append(list, sn)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing snapshots: %w", err)
-	}
-	return list, nil
+	return queryAll(ctx, s, "listing snapshots", query+` ORDER BY created_at, id`, args, scanSnapshot)
 }
 
 // DeleteSnapshot marks the live snapshot id of account deleted at the given

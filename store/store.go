@@ -299,6 +299,28 @@ func timePtr(v sql.NullInt64) *time.Time {
 	return &t
 }
 
+// queryAll runs a read query and scans every row with scan; what names the
+// operation in errors ("listing keys").
+func queryAll[T any](ctx context.Context, s *Store, what, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := s.read.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
 // rowsAffectedOrNotFound returns ErrNotFound when res changed no rows.
 func rowsAffectedOrNotFound(res sql.Result) error {
 	n, err := res.RowsAffected()

@@ -25,8 +25,9 @@ const usage = `usage:
   faas-agent                  serve the host on stdin and stdout (as PID 1)
   faas-agent manifest ROOT...
       write a JSON line per file, directory and symlink under each ROOT to stdout
-  faas-agent pack [-r] PATH...
-      write a tar stream of the PATHs (with -r, directories with their contents) to stdout
+  faas-agent pack [-r] [-missing-ok] PATH...
+      write a tar stream of the PATHs (with -r, directories with their contents) to stdout;
+      with -missing-ok, paths that do not exist are skipped
   faas-agent unpack [--max-bytes N] [--max-entries N] [--uid N --gid N | --keep-owner] DEST
       extract a tar stream from stdin under DEST (owned by uid:gid, default 0:0,
       or as in the archive with --keep-owner) and print the number of entries written
@@ -119,11 +120,21 @@ func manifest(fs *flag.FlagSet, args []string, _ io.Reader, stdout io.Writer) er
 
 func pack(fs *flag.FlagSet, args []string, _ io.Reader, stdout io.Writer) error {
 	recursive := fs.Bool("r", false, "pack directories with their contents")
+	missingOK := fs.Bool("missing-ok", false, "skip paths that do not exist (none left: an empty archive)")
 	if err := parse(fs, args, 1, -1); err != nil {
 		return err
 	}
+	paths := fs.Args()
+	if *missingOK {
+		paths = paths[:0:0]
+		for _, p := range fs.Args() {
+			if _, err := os.Lstat(p); err == nil {
+				paths = append(paths, p)
+			}
+		}
+	}
 	w := bufio.NewWriterSize(stdout, 1<<16)
-	if err := files.Pack(fs.Args(), *recursive, w); err != nil {
+	if err := files.Pack(paths, *recursive, w); err != nil {
 		return err
 	}
 	return w.Flush()

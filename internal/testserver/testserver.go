@@ -44,7 +44,7 @@ type Server struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	env  []string
-	logs *syncBuffer
+	logs *Buffer
 	exit chan error
 }
 
@@ -199,7 +199,7 @@ func (s *Server) start() {
 	t.Helper()
 	port := freePort(t)
 	s.URL = "http://127.0.0.1:" + strconv.Itoa(port)
-	s.logs = &syncBuffer{}
+	s.logs = &Buffer{}
 	cmd := exec.Command(filepath.Join(Binaries(t), "faas"), "serve")
 	cmd.Env = append(append([]string{}, s.env...), "FAAS_API_PORT="+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
@@ -365,18 +365,20 @@ func (s *Server) ClientWithKey(key string) *client.Client {
 	return client.New(s.URL, key, client.WithRetries(0))
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent writers (a server's log, an
+// execution's output written by a connection's reader).
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

@@ -1,7 +1,6 @@
 package gvisor_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,22 +35,8 @@ func newDriver(t *testing.T) *gvisor.Driver {
 	return d
 }
 
-type buf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// buf collects output written by the agent connection's reader.
+type buf = testserver.Buffer
 
 func run(t *testing.T, sb sandbox.Sandbox, script string) string {
 	t.Helper()
