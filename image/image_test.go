@@ -40,15 +40,25 @@ const busybox = "/usr/bin/busybox"
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: layers keep their files' owners (the server runs as root)")
+		skipOrFail(t, "needs root: layers keep their files' owners (the server runs as root)")
 	}
+}
+
+// skipOrFail skips a test whose prerequisite is missing, except in CI, where
+// nothing may silently not run.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 func requireBusybox(t *testing.T) []byte {
 	t.Helper()
 	b, err := os.ReadFile(busybox)
 	if err != nil {
-		t.Skipf("needs a static busybox at %s (apt-get install busybox-static): %v", busybox, err)
+		skipOrFail(t, "needs a static busybox at %s (apt-get install busybox-static): %v", busybox, err)
 	}
 	return b
 }
