@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -184,6 +185,7 @@ func (s *Server) handle(f Frame) {
 			if err := s.reset(); err != nil {
 				d.Error = err.Error()
 			}
+			s.refillZygotes(5 * time.Second)
 			s.sendJSON(FrameDone, f.ID, d)
 		}()
 	case FrameResize:
@@ -373,10 +375,7 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		} else if zpid, cg, control, zerr := z.spawn(req, files); zerr != nil {
 			s.logf("%s zygote failed, starting a new interpreter: %v", req.Zygote, zerr)
 		} else {
-			spawned, pid, p.cgroup = true, zpid, cg
-			if p.cgroup != "" && req.MaxProcs > 0 {
-				_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(req.MaxProcs)), 0)
-			}
+			spawned, pid, p.cgroup = true, zpid, cg // the standby set its cgroup's pids.max
 			s.forkMu.Lock()
 			s.register(p, pid)
 			s.forkMu.Unlock()
@@ -538,11 +537,13 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	// The execution ends with its main process: whatever it left running goes too,
 	// so nothing holds the output pipes open or outlives the request, unless the
 	// request keeps it (then its output is read no longer).
+	// Each is sent SIGKILL now; waiting for them to leave the process table (and
+	// removing the cgroup) comes after the exit is reported.
 	grace := 2 * time.Second
 	if p.req.KeepBackground {
 		grace = 200 * time.Millisecond
 	} else {
-		s.killTree(p)
+		go s.signalTree(p) // while the output is read to its end
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -553,11 +554,6 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 		<-done
 	}
 	closeFiles(outR, errR)
-	if p.req.KeepBackground {
-		_ = os.Remove(p.cgroup) // only if nothing is left in it
-	} else {
-		s.removeCgroup(p)
-	}
 
 	st := ExitStatus{
 		UserMS:          tvMS(res.rusage.Utime),
@@ -586,6 +582,14 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	delete(s.execs, p.id)
 	s.execMu.Unlock()
 	s.sendJSON(FrameExit, p.id, st)
+	if p.req.KeepBackground {
+		if p.cgroup != "" {
+			_ = os.Remove(p.cgroup) // only if nothing is left in it
+		}
+	} else {
+		s.killTree(p)
+		s.removeCgroup(p)
+	}
 }
 
 // closeFiles closes the files that are not nil.
@@ -651,34 +655,44 @@ func (s *Server) pump(p *process, t FrameType, r *os.File) (total int64, truncat
 }
 
 // killTree kills every process of an execution: its cgroup's members (which catches
-// double forks and new sessions) and its process group.
+// double forks and new sessions) and its process group, and waits (briefly) for
+// its cgroup to empty.
 func (s *Server) killTree(p *process) {
+	for range 50 {
+		if s.signalTree(p) == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// signalTree sends SIGKILL once to the execution's process group and to every
+// member of its cgroup, and returns how many members it found (0 without a
+// cgroup). A killed process runs no more code, though it may take a while (its
+// address space torn down) to leave the process table.
+func (s *Server) signalTree(p *process) int {
 	s.forkMu.Lock()
 	pid := p.pid
 	s.forkMu.Unlock()
 	if pid <= 0 {
-		return // not started yet: launch kills it once it is
+		return 0 // not started yet: launch kills it once it is
 	}
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	if p.cgroup == "" {
-		return
+		return 0
 	}
-	for range 50 {
-		b, err := os.ReadFile(filepath.Join(p.cgroup, "cgroup.procs"))
-		if err != nil {
-			return
-		}
-		pids := strings.Fields(string(b))
-		if len(pids) == 0 {
-			return
-		}
-		for _, f := range pids {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
+	b, err := os.ReadFile(filepath.Join(p.cgroup, "cgroup.procs"))
+	if err != nil {
+		return 0
 	}
+	n := 0
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			n++
+		}
+	}
+	return n
 }
 
 // makeCgroup gives p a pids cgroup of its own (if the sandbox has cgroups).
@@ -748,12 +762,16 @@ var userDirs = []struct {
 }
 
 // reset returns the sandbox to a fresh state for the next execution: every process
-// of the user (not root's, not a zygote's standby waiting for its request) is killed
-// and every place the user can write is emptied.
+// of the user is killed and every place the user can write is emptied. Zygote
+// standbys run as root until they take a request, so they stay. Killed processes
+// are waited for (one may be inside a system call that writes a file), but for
+// those that already reported their own exit: they run no more code.
 func (s *Server) reset() error {
-	keep := s.standbyPIDs()
 	for range 50 {
-		if killUserProcesses(keep) == 0 {
+		s.forkMu.Lock()
+		exiting := maps.Clone(s.reported)
+		s.forkMu.Unlock()
+		if killUserProcesses(exiting) == 0 {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -790,8 +808,8 @@ func (s *Server) reset() error {
 }
 
 // killUserProcesses SIGKILLs every process whose real uid is not root, but those in
-// keep, and returns how many it found.
-func killUserProcesses(keep map[int]bool) int {
+// skip, and returns how many it found.
+func killUserProcesses(skip map[int]bool) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -799,7 +817,7 @@ func killUserProcesses(keep map[int]bool) int {
 	n := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 1 || keep[pid] {
+		if err != nil || pid <= 1 || skip[pid] {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))

@@ -400,16 +400,11 @@ func (s *Server) stopZygotes() {
 	s.zygoteMu.Unlock()
 	for _, z := range zs {
 		z.kill()
-		z.mu.Lock()
-		for pid := range z.waiting {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		z.waiting = map[int]bool{}
-		z.mu.Unlock()
 	drain:
 		for {
 			select {
 			case sb := <-z.standbys:
+				_ = syscall.Kill(sb.PID, syscall.SIGKILL)
 				syscall.Close(sb.control)
 			default:
 				break drain

@@ -25,11 +25,14 @@ type zygote struct {
 	pid      int
 	sock     int // our end of the SOCK_SEQPACKET pair
 	standbys chan standby
+	arrived  chan struct{} // signalled when a standby is ready
 	gone     chan struct{} // closed by kill
 
-	mu      sync.Mutex
-	dead    bool
-	waiting map[int]bool // pids of standbys not handed out yet
+	mu   sync.Mutex
+	dead bool
+	// owed counts standbys handed out and not yet asked to be replaced: forking
+	// waits for the sandbox's reset (a sandbox used once, never reset, needs none).
+	owed int
 }
 
 // standby is a process waiting to become an execution.
@@ -40,6 +43,9 @@ type standby struct {
 }
 
 var errZygoteDead = errors.New("zygote is not running")
+
+// zygoteStandbys is how many prepared standbys a zygote keeps.
+const zygoteStandbys = 2
 
 // zygoteFor returns the language's running zygote for processes configured as w,
 // starting it if needed.
@@ -101,11 +107,14 @@ func (s *Server) startZygote(w Warm) (*zygote, error) {
 	}
 	s.forkMu.Lock()
 	cfg := map[string]any{
-		"uid": w.UID, "gid": w.GID,
+		"uid": w.UID, "gid": w.GID, "standby": zygoteStandbys,
 		"rlimits": rlimitsOf(ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes}),
 	}
 	if s.cgroups {
 		cfg["cgroup_root"] = cgroupRoot
+		if w.MaxProcs > 0 {
+			cfg["max_procs"] = w.MaxProcs
+		}
 	}
 	cfgJSON, _ := json.Marshal(cfg)
 	pid, err := syscall.ForkExec(python, []string{"python3", "-I", "-c", zygotePython, string(cfgJSON)}, attr)
@@ -117,7 +126,7 @@ func (s *Server) startZygote(w Warm) (*zygote, error) {
 		syscall.Close(fds[0])
 		return nil, fmt.Errorf("starting %s zygote: %w", language, err)
 	}
-	z := &zygote{language: language, config: w, pid: pid, sock: fds[0], standbys: make(chan standby, 16), gone: make(chan struct{}), waiting: make(map[int]bool)}
+	z := &zygote{language: language, config: w, pid: pid, sock: fds[0], standbys: make(chan standby, 16), arrived: make(chan struct{}, 1), gone: make(chan struct{})}
 	// Wait for it to say it is ready, but not forever.
 	tv := syscall.Timeval{Sec: 20}
 	_ = syscall.SetsockoptTimeval(z.sock, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
@@ -166,19 +175,36 @@ func (s *Server) readZygote(z *zygote) {
 			continue
 		}
 		syscall.CloseOnExec(sb.control)
-		z.mu.Lock()
-		z.waiting[sb.PID] = true
-		z.mu.Unlock()
+		if !standbyReady(sb.control) {
+			syscall.Close(sb.control) // it exits on EOF
+			continue
+		}
 		select {
 		case z.standbys <- sb:
+			select {
+			case z.arrived <- struct{}{}:
+			default:
+			}
 		default:
-			z.mu.Lock()
-			delete(z.waiting, sb.PID)
-			z.mu.Unlock()
 			syscall.Close(sb.control) // more than we asked for; it exits on EOF
 		}
 	}
 	z.kill()
+}
+
+// standbyReady waits (not forever) for a new standby to say it is prepared.
+func standbyReady(control int) bool {
+	tv := syscall.Timeval{Sec: 20}
+	_ = syscall.SetsockoptTimeval(control, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	defer syscall.SetsockoptTimeval(control, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{})
+	buf := make([]byte, 16)
+	for {
+		n, err := syscall.Read(control, buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		return err == nil && string(buf[:n]) == "ready"
+	}
 }
 
 // kill stops the zygote; requests waiting for it fail. Processes it started go on:
@@ -202,7 +228,8 @@ type zygoteRequest struct {
 
 // spawn hands req to one of the zygote's standby processes with the given stdio,
 // and returns its pid and cgroup, and the control socket on which the process
-// reports its end (the caller closes it).
+// reports its end (the caller closes it). The standby is replaced at the
+// sandbox's next reset (see refill), or at once when none is left.
 func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, error) {
 	env := make(map[string]string, len(req.Env))
 	for _, kv := range req.Env {
@@ -220,23 +247,65 @@ func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, er
 	var sb standby
 	select {
 	case sb = <-z.standbys:
-	case <-z.gone:
-		return 0, "", -1, errZygoteDead
-	case <-time.After(20 * time.Second):
-		return 0, "", -1, errors.New("no standby process from the zygote")
+	default:
+		z.refill() // none left: ask for the ones owed now
+		select {
+		case sb = <-z.standbys:
+		case <-z.gone:
+			return 0, "", -1, errZygoteDead
+		case <-time.After(20 * time.Second):
+			return 0, "", -1, errors.New("no standby process from the zygote")
+		}
 	}
 	z.mu.Lock()
-	delete(z.waiting, sb.PID)
+	z.owed++
 	z.mu.Unlock()
-	if !z.isDead() {
-		_, _ = syscall.Write(z.sock, []byte("more"))
-	}
 	rights := syscall.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
 	if err := syscall.Sendmsg(sb.control, payload, rights, nil, 0); err != nil {
 		syscall.Close(sb.control)
+		z.refill()
 		return 0, "", -1, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
 	}
 	return sb.PID, sb.Cgroup, sb.control, nil
+}
+
+// refill asks the zygote to fork the standbys owed.
+func (z *zygote) refill() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for ; z.owed > 0 && !z.dead; z.owed-- {
+		if _, err := syscall.Write(z.sock, []byte("more")); err != nil {
+			return
+		}
+	}
+}
+
+// refillZygotes has every zygote fork the standbys it owes, and waits (at most
+// d) until each has its full set ready: the next execution then neither waits
+// for a fork nor competes with one.
+func (s *Server) refillZygotes(d time.Duration) {
+	s.zygoteMu.Lock()
+	zs := make([]*zygote, 0, len(s.zygotes))
+	for _, z := range s.zygotes {
+		zs = append(zs, z)
+	}
+	s.zygoteMu.Unlock()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for _, z := range zs {
+		z.refill()
+		for len(z.standbys) < zygoteStandbys {
+			select {
+			case <-z.arrived:
+			case <-z.gone:
+			case <-deadline.C:
+				return
+			}
+			if z.isDead() {
+				break
+			}
+		}
+	}
 }
 
 // standbyExit is what a zygote process reports on its control socket as it ends.
@@ -283,21 +352,6 @@ func (s *Server) awaitReport(p *process, control int) {
 		p.exited <- res
 	}
 	s.forkMu.Unlock()
-}
-
-// standbyPIDs returns the pids of every zygote's waiting standbys.
-func (s *Server) standbyPIDs() map[int]bool {
-	out := map[int]bool{}
-	s.zygoteMu.Lock()
-	defer s.zygoteMu.Unlock()
-	for _, z := range s.zygotes {
-		z.mu.Lock()
-		for pid := range z.waiting {
-			out[pid] = true
-		}
-		z.mu.Unlock()
-	}
-	return out
 }
 
 // rlimitsOf lists the limits a process of req gets (the same for both ways of

@@ -2,18 +2,24 @@
 # that runs each execution in a fresh process forked from it, so cached executions
 # skip the interpreter's start-up.
 #
-# Forking is slow under gVisor (10-15 ms), so it happens off the hot path: the
-# zygote keeps STANDBY children forked ahead of time and hands each one's control
-# socket to the agent (on fd 3, a unix SOCK_SEQPACKET socket). The agent sends a
-# request (carrying the execution's stdin, stdout and stderr as descriptors)
-# straight to a waiting standby, and asks the zygote for a replacement. Each standby has already done all it can before a request exists: joined
-# a cgroup of its own, taken its own process group, set its limits and dropped to the
-# unprivileged user for good; on a request it only takes the stdio descriptors, the
-# working directory and environment, and runs the code. Standbys are the agent's
-# children, not the zygote's (clone with CLONE_PARENT; where that is refused, a
-# double fork whose middle process exits at once): the agent reaps each and reads
-# its resource usage as for any process it started. The zygote is on neither the
-# request's nor the exit's path. Its one argument is JSON: uid, gid, rlimits and cgroup_root.
+# Forking is slow under gVisor (10-30 ms of CPU: every page written after the fork
+# is copied), so it happens off the hot path: the zygote keeps a few children
+# (config "standby") forked and prepared ahead of time and hands each one's control
+# socket to the agent (on fd 3, a unix SOCK_SEQPACKET socket); a standby says
+# "ready" on it once prepared. The agent sends a request (carrying the execution's
+# stdin, stdout and stderr as descriptors) straight to a ready standby, and asks the
+# zygote for replacements when the sandbox is reset between executions. Each
+# standby has done all it can before a request exists: joined a cgroup of its own,
+# taken its own process group, set its limits and taken its copy-on-write faults;
+# it stays root (out of reach of the user's processes, which the agent kills between
+# executions) until a request comes, then drops to the unprivileged user for good,
+# takes the stdio descriptors, the working directory and environment, and runs the
+# code. When the code is done it closes its output and reports its status before it
+# exits. Standbys are the agent's children, not the zygote's (clone with
+# CLONE_PARENT; where that is refused, a double fork whose middle process exits at
+# once): the agent reaps each as any process it started. The zygote is on neither
+# the request's nor the exit's path. Its one argument is JSON: uid, gid, rlimits,
+# cgroup_root, max_procs (of each standby's cgroup) and standby.
 import array, gc, io, json, os, resource, signal, socket, sys, traceback
 
 # Modules most programs import, loaded once here so executions find them ready.
@@ -37,7 +43,6 @@ def fork_sibling():
         ctypes.pythonapi.PyOS_AfterFork_Parent()
     return pid
 
-STANDBY = 2
 FDSIZE = array.array("i").itemsize
 RLIMITS = {"nproc": resource.RLIMIT_NPROC, "nofile": resource.RLIMIT_NOFILE,
            "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE}
@@ -52,17 +57,21 @@ def recv_with_fds(sock):
     return msg, list(fds)
 
 
-CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root: the same for every execution
+CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root, max_procs, standby: the same for every execution
 
 
 def prepare(control):
-    """Readies a fresh standby (still root) for any execution, then drops root.
-    Returns its cgroup path ("" if none)."""
+    """Readies a fresh standby for any execution. It stays root (out of reach of
+    the user's processes, which the agent kills between executions) until it takes
+    a request. Returns its cgroup path ("" if none)."""
     cgroup = ""
     root = CONFIG.get("cgroup_root")
     if root:
         cgroup = "%s/standby-%d" % (root, os.getpid())
         os.mkdir(cgroup, 0o700)
+        if CONFIG.get("max_procs"):
+            with open(cgroup + "/pids.max", "w") as f:
+                f.write(str(CONFIG["max_procs"]))
         with open(cgroup + "/cgroup.procs", "w") as f:
             f.write(str(os.getpid()))
     os.setpgid(0, 0)
@@ -75,9 +84,6 @@ def prepare(control):
                 pass
     for name, value in CONFIG.get("rlimits", {}).items():
         resource.setrlimit(RLIMITS[name], (value, value))
-    os.setgroups([])
-    os.setgid(CONFIG["gid"])
-    os.setuid(CONFIG["uid"])
     for sig in (signal.SIGPIPE, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -98,6 +104,9 @@ def become(control, req, fds):
     inherited by programs it runs) before exiting, so the agent need not wait for the
     process's teardown."""
     try:
+        os.setgroups([])
+        os.setgid(CONFIG["gid"])
+        os.setuid(CONFIG["uid"])
         for i, fd in enumerate(fds):
             os.dup2(fd, i)
             os.close(fd)
@@ -128,6 +137,13 @@ def become(control, req, fds):
         sys.stderr.flush()
     except BaseException:
         pass
+    # Output ends here: the agent reads to the end without waiting for this
+    # process to be torn down.
+    for fd in (0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         control.send(json.dumps({"status": status, "utime_us": int((me.ru_utime + kids.ru_utime) * 1e6),
@@ -179,6 +195,7 @@ class Zygote:
     def standby(self, control):
         try:
             prepare(control)
+            control.send(b"ready")
             msg, fds = recv_with_fds(control)
             if msg:
                 become(control, json.loads(msg), fds)
@@ -208,7 +225,7 @@ class Zygote:
 
     def loop(self):
         self.agent.send(b'{"ready": true}')
-        for _ in range(STANDBY):
+        for _ in range(CONFIG["standby"]):
             self.fork_standby()
         while True:
             msg = self.agent.recv(64)  # the agent took a standby: fork another

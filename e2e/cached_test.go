@@ -88,6 +88,39 @@ func TestCachedReuseAndReset(t *testing.T) {
 	}
 }
 
+// TestCachedBackToBack sends cached executions one after another without pause,
+// some leaving a background process for the reset to kill while the zygote forks
+// their replacements: each must succeed in a fresh process, and a single client
+// must be served by a single warm sandbox (a request waits for the sandbox being
+// reset rather than boot another).
+func TestCachedBackToBack(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	pids := map[string]int{}
+	const n = 30
+	for i := range n {
+		code := "import os\nprint(os.getpid())"
+		if i%3 == 0 {
+			code = "import os, subprocess\nsubprocess.Popen(['sleep', '3600'])\nprint(os.getpid())"
+		}
+		res := cached(t, c, code)
+		if res.Status != "succeeded" || res.ExitCode != 0 {
+			t.Fatalf("execution %d: status %s exit %d error %q stderr %q", i, res.Status, res.ExitCode, res.Error, res.Stderr)
+		}
+		if prev, ok := pids[res.Stdout]; ok {
+			t.Fatalf("executions %d and %d ran in the same process (pid %s)", prev, i, strings.TrimSpace(res.Stdout))
+		}
+		pids[res.Stdout] = i
+		if i > 0 && !res.Warm {
+			t.Errorf("execution %d did not reuse the warm sandbox", i)
+		}
+	}
+	p := pools(t, s, s.Key)
+	if len(p.Pools) != 1 || p.Pools[0].Misses != 1 || p.Pools[0].Hits != n-1 || p.Pools[0].Retired != 0 {
+		t.Errorf("one client back to back should use one warm sandbox: %+v", p.Pools)
+	}
+}
+
 // TestCachedTenants checks warm sandboxes are never shared between accounts.
 func TestCachedTenants(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})

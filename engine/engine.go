@@ -214,6 +214,7 @@ func (e *Engine) Prewarm(ctx context.Context, account, image, language string, c
 		}
 		p.count(k, func(st *PoolStats) { st.Boots++ })
 		e.warmUp(ctx, b, []string{r.Language})
+		p.willReturn(k)
 		p.put(k, b, true)
 		added++
 	}
@@ -453,6 +454,9 @@ func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
 		e.pool.release(k)
 		e.destroyLater(b)
 		return
+	}
+	if healthy {
+		e.pool.willReturn(k)
 	}
 	e.bg.Add(1)
 	go func() {

@@ -48,13 +48,37 @@ type pool struct {
 	mu    sync.Mutex
 	idle  map[poolKey][]*pooled // most recently used last
 	stats map[poolKey]*PoolStats
-	done  chan struct{}
+	// returning counts the healthy sandboxes being reset after an execution,
+	// about to be idle; changed is closed (and replaced) when one arrives or is
+	// dropped. A request finding none idle waits for one of those (a reset takes
+	// milliseconds) rather than boot another.
+	returning map[poolKey]int
+	changed   chan struct{}
+	done      chan struct{}
 }
 
+// returnWait bounds how long a request waits for a returning warm sandbox.
+const returnWait = 250 * time.Millisecond
+
+// idleCheckAfter is how long a sandbox may idle before take checks that its
+// agent still answers; a dead agent is noticed sooner by its closed channel.
+const idleCheckAfter = time.Second
+
 func newPool(e *Engine) *pool {
-	p := &pool{e: e, idle: make(map[poolKey][]*pooled), stats: make(map[poolKey]*PoolStats), done: make(chan struct{})}
+	p := &pool{e: e, idle: make(map[poolKey][]*pooled), stats: make(map[poolKey]*PoolStats),
+		returning: make(map[poolKey]int), changed: make(chan struct{}), done: make(chan struct{})}
 	go p.reapLoop()
 	return p
+}
+
+// returned records that a returning sandbox of k is idle or gone, and wakes the
+// requests waiting for one. Called with p.mu held.
+func (p *pool) returnedLocked(k poolKey) {
+	if p.returning[k]--; p.returning[k] <= 0 {
+		delete(p.returning, k)
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 func (p *pool) statsFor(k poolKey) *PoolStats {
@@ -71,12 +95,35 @@ func (p *pool) statsFor(k poolKey) *PoolStats {
 func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, hit bool, err error) {
 	p.mu.Lock()
 	st := p.statsFor(k)
-	for list := p.idle[k]; len(list) > 0; list = p.idle[k] {
+	var deadline <-chan time.Time
+	for {
+		list := p.idle[k]
+		if len(list) == 0 {
+			if p.returning[k] == 0 {
+				break
+			}
+			if deadline == nil {
+				t := time.NewTimer(returnWait)
+				defer t.Stop()
+				deadline = t.C
+			}
+			changed := p.changed
+			p.mu.Unlock()
+			select {
+			case <-changed:
+				p.mu.Lock()
+				continue
+			case <-deadline:
+			case <-ctx.Done():
+			}
+			p.mu.Lock()
+			break
+		}
 		w := list[len(list)-1]
 		p.idle[k] = list[:len(list)-1]
 		st.InUse++
 		p.mu.Unlock()
-		if !p.e.alive(w.b) {
+		if !agentUp(w.b) || time.Since(w.idleFrom) > idleCheckAfter && !p.e.alive(w.b) {
 			p.count(k, func(st *PoolStats) { st.InUse--; st.Retired++ })
 			p.e.destroyLater(w.b)
 			p.mu.Lock()
@@ -91,6 +138,10 @@ func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, 
 			}
 		}
 		return w.b, true, nil
+	}
+	if err := ctx.Err(); err != nil {
+		p.mu.Unlock()
+		return nil, false, err
 	}
 	st.Misses++
 	st.InUse++
@@ -112,13 +163,28 @@ func (p *pool) release(k poolKey) {
 	p.mu.Unlock()
 }
 
-// put returns a sandbox after an execution. A healthy one is reset (user processes
-// killed, user-writable directories emptied) and kept idle; one whose execution
-// crashed or broke a limit is destroyed.
-// The sandbox counts as in use until it is idle again or destroyed.
+// willReturn announces that a healthy sandbox of k will be put back (put must
+// follow), so requests wait for it rather than boot another.
+func (p *pool) willReturn(k poolKey) {
+	p.mu.Lock()
+	p.returning[k]++
+	p.mu.Unlock()
+}
+
+// put returns a sandbox after an execution. A healthy one (announced by
+// willReturn) is reset (user processes killed, user-writable directories
+// emptied) and kept idle; one whose execution crashed or broke a limit is
+// destroyed. The sandbox counts as in use until it is idle again or destroyed.
 func (p *pool) put(k poolKey, b *box, healthy bool) {
 	retire := func() {
-		p.count(k, func(st *PoolStats) { st.Retired++; st.InUse-- })
+		p.mu.Lock()
+		st := p.statsFor(k)
+		st.Retired++
+		st.InUse--
+		if healthy {
+			p.returnedLocked(k)
+		}
+		p.mu.Unlock()
 		p.e.destroyLater(b)
 	}
 	if !healthy {
@@ -138,6 +204,7 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 	}
 	p.mu.Lock()
 	p.statsFor(k).InUse--
+	p.returnedLocked(k)
 	if p.e.ctx.Err() != nil {
 		p.mu.Unlock()
 		p.e.destroyLater(b)

@@ -74,10 +74,8 @@ func (s *stock) pop() *box {
 // alive asks a sandbox's agent to answer (well under a millisecond when it is
 // there): a sandbox killed from outside can look alive to its pipes.
 func (e *Engine) alive(b *box) bool {
-	select {
-	case <-b.Agent().Done():
+	if !agentUp(b) {
 		return false
-	default:
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 	defer cancel()
@@ -86,6 +84,16 @@ func (e *Engine) alive(b *box) bool {
 		e.log.Warn("a waiting sandbox does not answer; destroying it", "sandbox", b.ID(), "err", err)
 	}
 	return err == nil
+}
+
+// agentUp reports whether b's agent channel is still open.
+func agentUp(b *box) bool {
+	select {
+	case <-b.Agent().Done():
+		return false
+	default:
+		return true
+	}
 }
 
 // fresh returns a never-used sandbox for spec: from the stock when one is ready
