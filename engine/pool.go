@@ -58,7 +58,7 @@ type pool struct {
 }
 
 // returnWait bounds how long a request waits for a returning warm sandbox.
-const returnWait = 250 * time.Millisecond
+const returnWait = time.Second
 
 // idleCheckAfter is how long a sandbox may idle before take checks that its
 // agent still answers; a dead agent is noticed sooner by its closed channel.
