@@ -177,6 +177,10 @@ func (s *Server) readZygote(z *zygote) {
 		syscall.CloseOnExec(sb.control)
 		if !standbyReady(sb.control) {
 			syscall.Close(sb.control) // it exits on EOF
+			z.mu.Lock()
+			z.owed++ // replaced at once
+			z.mu.Unlock()
+			z.refill()
 			continue
 		}
 		select {
