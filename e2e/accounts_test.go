@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -208,9 +209,10 @@ func TestUsageMetering(t *testing.T) {
 	if status != 200 || json.Unmarshal(b, &cur) != nil {
 		t.Fatalf("usage/current: %d %s", status, b)
 	}
-	if cur.Usage.Executions != 3 || cur.Usage.CostMicroUSD != sum || cur.Usage.CPUSeconds < 1 ||
+	cpuSum := float64(cheap.Usage.CPUMS+burn.Usage.CPUMS+warm.Usage.CPUMS) / 1000
+	if cur.Usage.Executions != 3 || cur.Usage.CostMicroUSD != sum || math.Abs(cur.Usage.CPUSeconds-cpuSum) > 0.0015 ||
 		cur.Tier != "starter" || cur.DiscountPercent != 0 || cur.BillMicroUSD != sum || cur.ProjectedMicro < sum {
-		t.Errorf("usage/current %s, want 3 executions costing %d µ$", b, sum)
+		t.Errorf("usage/current %s, want 3 executions costing %d µ$ and %.3f CPU seconds", b, sum, cpuSum)
 	}
 
 	// Grouped by mode.
