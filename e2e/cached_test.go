@@ -121,6 +121,31 @@ func TestCachedBackToBack(t *testing.T) {
 	}
 }
 
+// TestCachedStandbysOutOfReach checks user code cannot reach the zygote's
+// standby processes (they stay root until they take a request): after an
+// execution SIGKILLs every process it can, the next one still runs in a standby
+// forked from the zygote (which preloads ctypes; a new interpreter would not).
+// Standbys that had dropped to the user ahead would die here.
+func TestCachedStandbysOutOfReach(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	if res := cached(t, c, "print(1)"); res.Status != "succeeded" { // the zygote and its standbys are up
+		t.Fatalf("first execution: %+v", res)
+	}
+	waitIdle(t, s, s.Key, 1)
+	killAll := "import os, signal\nn = 0\nfor p in os.listdir('/proc'):\n    if p.isdigit() and int(p) not in (1, os.getpid()):\n" +
+		"        try:\n            os.kill(int(p), signal.SIGKILL)\n            n += 1\n        except OSError:\n            pass\nprint(n)"
+	res := cached(t, c, killAll)
+	if res.Status != "succeeded" || res.Stdout != "0\n" {
+		t.Fatalf("user code killed processes of the sandbox (count in stdout): %+v", res)
+	}
+	waitIdle(t, s, s.Key, 1)
+	res = cached(t, c, "import sys\nprint('ctypes' in sys.modules)")
+	if res.Status != "succeeded" || !res.Warm || res.Stdout != "True\n" {
+		t.Errorf("after kill -1 the next execution did not run in a zygote standby: warm %v stdout %q stderr %q", res.Warm, res.Stdout, res.Stderr)
+	}
+}
+
 // TestCachedTenants checks warm sandboxes are never shared between accounts.
 func TestCachedTenants(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
