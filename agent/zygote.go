@@ -33,6 +33,10 @@ type zygote struct {
 	// owed counts standbys handed out and not yet asked to be replaced: forking
 	// waits for the sandbox's reset (a sandbox used once, never reset, needs none).
 	owed int
+	// failures counts standbys in a row that never said ready; broken is set
+	// (for good: the zygote is not restarted) when they reach maxStandbyFailures.
+	failures int
+	broken   bool
 }
 
 // standby is a process waiting to become an execution.
@@ -47,6 +51,10 @@ var errZygoteDead = errors.New("zygote is not running")
 // zygoteStandbys is how many prepared standbys a zygote keeps.
 const zygoteStandbys = 2
 
+// maxStandbyFailures is how many standbys in a row may fail to get ready before
+// the zygote is given up.
+const maxStandbyFailures = 3
+
 // zygoteFor returns the language's running zygote for processes configured as w,
 // starting it if needed.
 func (s *Server) zygoteFor(w Warm) (*zygote, error) {
@@ -57,6 +65,8 @@ func (s *Server) zygoteFor(w Warm) (*zygote, error) {
 			return nil, fmt.Errorf("the %s zygote serves other limits", w.Language)
 		}
 		return z, nil
+	} else if z != nil && z.isBroken() {
+		return nil, fmt.Errorf("the %s zygote's standbys kept failing", w.Language)
 	}
 	z, err := s.startZygote(w)
 	if err != nil {
@@ -69,6 +79,12 @@ func (s *Server) zygoteFor(w Warm) (*zygote, error) {
 // warmOf is the zygote configuration a request needs.
 func warmOf(req ExecRequest) Warm {
 	return Warm{Language: req.Zygote, UID: req.UID, GID: req.GID, MaxProcs: req.MaxProcs, MaxOpenFiles: req.MaxOpenFiles, MaxFileBytes: req.MaxFileBytes}
+}
+
+func (z *zygote) isBroken() bool {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.broken
 }
 
 func (z *zygote) isDead() bool {
@@ -178,11 +194,20 @@ func (s *Server) readZygote(z *zygote) {
 		if !standbyReady(sb.control) {
 			syscall.Close(sb.control) // it exits on EOF
 			z.mu.Lock()
-			z.owed++ // replaced at once
+			z.owed++ // replaced at once, unless they keep failing
+			z.failures++
+			broken := z.failures >= maxStandbyFailures
+			z.broken = z.broken || broken
 			z.mu.Unlock()
+			if broken {
+				break // executions start new interpreters from now on
+			}
 			z.refill()
 			continue
 		}
+		z.mu.Lock()
+		z.failures = 0
+		z.mu.Unlock()
 		select {
 		case z.standbys <- sb:
 			select {

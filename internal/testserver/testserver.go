@@ -384,6 +384,7 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// lastLines returns the last n lines of s, preceded by the error lines before them.
 func lastLines(s string, n int) string {
 	var lines []string
 	sc := bufio.NewScanner(strings.NewReader(s))
@@ -392,7 +393,14 @@ func lastLines(s string, n int) string {
 		lines = append(lines, sc.Text())
 	}
 	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+		// The errors logged before the last lines matter most of all.
+		var errs []string
+		for _, l := range lines[:len(lines)-n] {
+			if strings.Contains(l, "level=ERROR") {
+				errs = append(errs, l)
+			}
+		}
+		lines = append(errs, lines[len(lines)-n:]...)
 	}
 	return strings.Join(lines, "\n")
 }

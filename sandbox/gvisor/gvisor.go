@@ -279,7 +279,9 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 	sb.conn.Logf = func(format string, args ...any) {
 		d.log.Debug(fmt.Sprintf(format, args...), "sandbox", id)
 	}
-	helloCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A boot takes a fraction of a second, but many at once on a loaded machine
+	// take their turns: a slow boot is better than a failed request.
+	helloCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := sb.conn.Hello(helloCtx); err != nil {
 		return nil, fmt.Errorf("waiting for the agent: %w: %s", err, tail(logPath))
