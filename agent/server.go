@@ -174,8 +174,10 @@ func (s *Server) handle(f Frame) {
 		_ = json.Unmarshal(f.Payload, &wm)
 		go func() {
 			var d Done
-			if _, err := s.zygoteFor(wm); err != nil {
+			if z, err := s.zygoteFor(wm); err != nil {
 				d.Error = err.Error()
+			} else {
+				z.awaitStandbys(5 * time.Second) // warm means ready to serve
 			}
 			s.sendJSON(FrameDone, f.ID, d)
 		}()

@@ -319,20 +319,24 @@ func (s *Server) refillZygotes(d time.Duration) {
 		zs = append(zs, z)
 	}
 	s.zygoteMu.Unlock()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
+	deadline := time.Now().Add(d)
 	for _, z := range zs {
 		z.refill()
-		for len(z.standbys) < zygoteStandbys {
-			select {
-			case <-z.arrived:
-			case <-z.gone:
-			case <-deadline.C:
-				return
-			}
-			if z.isDead() {
-				break
-			}
+		z.awaitStandbys(time.Until(deadline))
+	}
+}
+
+// awaitStandbys waits (at most d) until the zygote has its full set of standbys
+// ready, or is gone.
+func (z *zygote) awaitStandbys(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for len(z.standbys) < zygoteStandbys && !z.isDead() {
+		select {
+		case <-z.arrived:
+		case <-z.gone:
+		case <-deadline.C:
+			return
 		}
 	}
 }

@@ -49,20 +49,27 @@ func (s *stock) signal() {
 	}
 }
 
+// stockRefillDelay is how long after a stocked sandbox is taken its
+// replacement starts booting (at the latest).
+const stockRefillDelay = 200 * time.Millisecond
+
 // pop returns a stocked sandbox, or nil.
 func (s *stock) pop() *box {
 	for {
 		s.mu.Lock()
 		var b *box
-		if n := len(s.ready); n > 0 {
-			b = s.ready[n-1]
-			s.ready = s.ready[:n-1]
+		if len(s.ready) > 0 { // the oldest: the most settled
+			b = s.ready[0]
+			s.ready = s.ready[1:]
 		}
 		s.mu.Unlock()
 		if b == nil {
 			return nil
 		}
-		s.signal()
+		// Booting the replacement takes a core for a quarter of a second: it
+		// starts once the request that took this one has most likely finished
+		// (an ephemeral sandbox's destruction signals too), not under it.
+		time.AfterFunc(stockRefillDelay, s.signal)
 		if !s.e.alive(b) {
 			s.e.destroyLater(b) // died while waiting; take another
 			continue
