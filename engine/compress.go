@@ -178,39 +178,29 @@ func transcode(src, dst string, compress bool) (err error) {
 // compressCold compresses the images of snapshots not used for the configured
 // time, and records their new size.
 func (e *Engine) compressCold() {
-	defer e.bg.Done()
 	after := e.cfg.SnapshotCompressAfter
-	t := time.NewTicker(max(after/4, 100*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
+	list, err := e.store.ListSnapshots(e.ctx, "")
+	if err != nil {
+		return
+	}
+	for _, sn := range list {
+		if e.ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
-		list, err := e.store.ListSnapshots(e.ctx, "")
-		if err != nil {
+		used := e.snapLocks.lastUsed(sn.ID)
+		if used.IsZero() {
+			used = sn.CreatedAt
+		}
+		if time.Since(used) < after {
 			continue
 		}
-		for _, sn := range list {
-			if e.ctx.Err() != nil {
-				return
-			}
-			used := e.snapLocks.lastUsed(sn.ID)
-			if used.IsZero() {
-				used = sn.CreatedAt
-			}
-			if time.Since(used) < after {
-				continue
-			}
-			dir := filepath.Join(e.cfg.SnapshotDir, sn.ID)
-			if _, err := os.Stat(filepath.Join(dir, "pages.img")); err != nil {
-				continue // compressed already (or no image)
-			}
-			unlock := e.snapLocks.lock(sn.ID)
-			e.compressOne(sn.ID, dir)
-			unlock()
+		dir := filepath.Join(e.cfg.SnapshotDir, sn.ID)
+		if _, err := os.Stat(filepath.Join(dir, "pages.img")); err != nil {
+			continue // compressed already (or no image)
 		}
+		unlock := e.snapLocks.lock(sn.ID)
+		e.compressOne(sn.ID, dir)
+		unlock()
 	}
 }
 

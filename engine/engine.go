@@ -128,17 +128,33 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	if e.cfg.InstanceMeterInterval <= 0 {
 		e.cfg.InstanceMeterInterval = time.Minute
 	}
-	e.bg.Add(2)
-	go e.reapSessions()
-	go e.superviseInstances()
+	e.every(max(min(e.cfg.SessionIdleTimeout/4, 30*time.Second), 10*time.Millisecond), e.reapSessions)
+	e.every(e.cfg.InstanceMeterInterval, e.superviseInstances)
 	if e.cfg.SnapshotCompressAfter == 0 {
 		e.cfg.SnapshotCompressAfter = DefaultSnapshotCompressAfter
 	}
-	if e.cfg.SnapshotCompressAfter > 0 {
-		e.bg.Add(1)
-		go e.compressCold()
+	if after := e.cfg.SnapshotCompressAfter; after > 0 {
+		e.every(max(after/4, 100*time.Millisecond), e.compressCold)
 	}
 	return e
+}
+
+// every calls tick every d, in the background, until the engine closes.
+func (e *Engine) every(d time.Duration, tick func()) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-t.C:
+				tick()
+			}
+		}
+	}()
 }
 
 // Limits returns the engine's limits.

@@ -696,48 +696,38 @@ func (e *Engine) meter(in *instance) {
 	in.meteredAt, in.meteredCPU = now, st.CPUTime
 }
 
-// superviseInstances meters running instances every minute and pauses those idle
-// past their TTL.
+// superviseInstances meters running instances and pauses those idle past their
+// TTL (every InstanceMeterInterval).
 func (e *Engine) superviseInstances() {
-	defer e.bg.Done()
-	t := time.NewTicker(e.cfg.InstanceMeterInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
+	all := e.allInstances()
+	idle := map[*instance]bool{}
+	e.instances.mu.Lock() // guards lastUsed
+	for _, in := range all {
+		if ttl := in.rec.IdleTTL; ttl > 0 && time.Since(in.lastUsed) > ttl {
+			idle[in] = true
 		}
-		all := e.allInstances()
-		idle := map[*instance]bool{}
-		e.instances.mu.Lock() // guards lastUsed
-		for _, in := range all {
-			if ttl := in.rec.IdleTTL; ttl > 0 && time.Since(in.lastUsed) > ttl {
-				idle[in] = true
-			}
+	}
+	e.instances.mu.Unlock()
+	for _, in := range all {
+		if !in.mu.TryLock() {
+			continue // busy: not idle, and metered at its next tick
 		}
-		e.instances.mu.Unlock()
-		for _, in := range all {
-			if !in.mu.TryLock() {
-				continue // busy: not idle, and metered at its next tick
-			}
-			if !in.gone && in.rec.State == store.InstanceRunning {
-				select {
-				case <-in.b.Agent().Done():
-					e.instanceDied(in, "the instance's sandbox stopped unexpectedly")
-				default:
-					if idle[in] {
-						e.log.Info("pausing idle instance", "instance", in.rec.ID)
-						if err := e.pauseLocked(e.ctx, in, false); err != nil {
-							e.log.Warn("pausing idle instance", "instance", in.rec.ID, "err", err)
-						}
-					} else {
-						e.meter(in)
+		if !in.gone && in.rec.State == store.InstanceRunning {
+			select {
+			case <-in.b.Agent().Done():
+				e.instanceDied(in, "the instance's sandbox stopped unexpectedly")
+			default:
+				if idle[in] {
+					e.log.Info("pausing idle instance", "instance", in.rec.ID)
+					if err := e.pauseLocked(e.ctx, in, false); err != nil {
+						e.log.Warn("pausing idle instance", "instance", in.rec.ID, "err", err)
 					}
+				} else {
+					e.meter(in)
 				}
 			}
-			in.mu.Unlock()
 		}
+		in.mu.Unlock()
 	}
 }
 

@@ -269,28 +269,17 @@ func (e *Engine) sessionOf(account, executionID string) (*session, error) {
 
 // reapSessions ends sessions idle for longer than the idle timeout.
 func (e *Engine) reapSessions() {
-	defer e.bg.Done()
-	every := min(e.cfg.SessionIdleTimeout/4, 30*time.Second)
-	t := time.NewTicker(max(every, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
+	var idle []*session
+	e.sessions.mu.Lock()
+	for _, s := range e.sessions.m {
+		if s.busy == 0 && time.Since(s.lastUsed) > e.cfg.SessionIdleTimeout {
+			idle = append(idle, s)
 		}
-		var idle []*session
-		e.sessions.mu.Lock()
-		for _, s := range e.sessions.m {
-			if s.busy == 0 && time.Since(s.lastUsed) > e.cfg.SessionIdleTimeout {
-				idle = append(idle, s)
-			}
-		}
-		e.sessions.mu.Unlock()
-		for _, s := range idle {
-			e.log.Info("ending idle session", "session", s.id, "account", s.account)
-			e.endSession(s)
-		}
+	}
+	e.sessions.mu.Unlock()
+	for _, s := range idle {
+		e.log.Info("ending idle session", "session", s.id, "account", s.account)
+		e.endSession(s)
 	}
 }
 

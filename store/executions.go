@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -90,15 +89,8 @@ func (s *Store) FinishExecution(ctx context.Context, e Execution) error {
 // GetExecution returns the execution id of account. It returns ErrNotFound
 // if there is no such execution or it belongs to another account.
 func (s *Store) GetExecution(ctx context.Context, account, id string) (Execution, error) {
-	row := s.read.QueryRowContext(ctx, s.q(`SELECT `+executionColumns+` FROM executions WHERE id = ? AND account = ?`), id, account)
-	e, err := scanExecution(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Execution{}, fmt.Errorf("getting execution %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Execution{}, fmt.Errorf("getting execution %s: %w", id, err)
-	}
-	return e, nil
+	return queryOne(ctx, s, "getting execution "+id, `SELECT `+executionColumns+` FROM executions WHERE id = ? AND account = ?`,
+		[]any{id, account}, scanExecution)
 }
 
 // ListExecutions returns the executions of account, or of every account if

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -97,14 +96,7 @@ func (s *Store) GetInstance(ctx context.Context, account, id string) (Instance, 
 		query += ` AND account = ?`
 		args = append(args, account)
 	}
-	in, err := scanInstance(s.read.QueryRowContext(ctx, s.q(query), args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Instance{}, fmt.Errorf("getting instance %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Instance{}, fmt.Errorf("getting instance %s: %w", id, err)
-	}
-	return in, nil
+	return queryOne(ctx, s, "getting instance "+id, query, args, scanInstance)
 }
 
 // ListInstances returns the live instances of account (every account if ""),

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -56,15 +55,7 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 // KeyByHash returns the key whose Hash is hash, revoked or not: the caller
 // decides what a revoked key means. It returns ErrNotFound if there is none.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (Key, error) {
-	row := s.read.QueryRowContext(ctx, s.q(`SELECT `+keyColumns+` FROM keys WHERE hash = ?`), hash)
-	k, err := scanKey(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Key{}, fmt.Errorf("looking up key by hash: %w", ErrNotFound)
-	}
-	if err != nil {
-		return Key{}, fmt.Errorf("looking up key by hash: %w", err)
-	}
-	return k, nil
+	return queryOne(ctx, s, "looking up key by hash", `SELECT `+keyColumns+` FROM keys WHERE hash = ?`, []any{hash}, scanKey)
 }
 
 // ListKeys returns the keys of account, or of every account if account is

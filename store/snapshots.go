@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -66,14 +65,7 @@ func (s *Store) GetSnapshot(ctx context.Context, account, id string) (Snapshot, 
 		query += ` AND account = ?`
 		args = append(args, account)
 	}
-	sn, err := scanSnapshot(s.read.QueryRowContext(ctx, s.q(query), args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Snapshot{}, fmt.Errorf("getting snapshot %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("getting snapshot %s: %w", id, err)
-	}
-	return sn, nil
+	return queryOne(ctx, s, "getting snapshot "+id, query, args, scanSnapshot)
 }
 
 // ListSnapshots returns the live snapshots of account (every account if ""),

@@ -321,6 +321,20 @@ func queryAll[T any](ctx context.Context, s *Store, what, query string, args []a
 	return out, nil
 }
 
+// queryOne runs a read query for one row and scans it with scan; no row is
+// ErrNotFound. what names the operation in errors ("getting snapshot X").
+func queryOne[T any](ctx context.Context, s *Store, what, query string, args []any, scan func(scanner) (T, error)) (T, error) {
+	v, err := scan(s.read.QueryRowContext(ctx, s.q(query), args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
 // rowsAffectedOrNotFound returns ErrNotFound when res changed no rows.
 func rowsAffectedOrNotFound(res sql.Result) error {
 	n, err := res.RowsAffected()
