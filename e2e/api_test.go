@@ -15,6 +15,7 @@ import (
 func TestBadInput(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	big := `{"language":"python","code":"` + strings.Repeat("x", 11<<20) + `"}`
+	longCode := `{"language":"python","code":"` + strings.Repeat("#", 128<<10) + `"}`
 	tests := []struct {
 		name    string
 		method  string
@@ -48,6 +49,7 @@ func TestBadInput(t *testing.T) {
 		{"bad env name", "POST", "/api/v1/execute", "", `{"code":"x","env_vars":{"A=B":"c"}}`, 400, "invalid_request", "env_vars"},
 		{"bad env shape", "POST", "/api/v1/execute", "", `{"code":"x","env_vars":[["A"]]}`, 400, "invalid_json", "pairs"},
 		{"relative working dir", "POST", "/api/v1/execute", "", `{"code":"x","working_dir":"tmp"}`, 400, "invalid_request", "absolute"},
+		{"code too long", "POST", "/api/v1/execute", "", longCode, 400, "invalid_request", "the limit is 131071"},
 		{"NUL in code", "POST", "/api/v1/execute", "", `{"code":"print(1)\u0000"}`, 400, "invalid_request", "NUL"},
 		{"unknown image", "POST", "/api/v1/execute", "", `{"code":"x","image":"python:3.12"}`, 404, "not_found", "python:3.12"},
 		{"typescript syntax error", "POST", "/api/v1/execute", "", `{"code":"const x: = ;","language":"typescript"}`, 400, "invalid_request", "typescript"},

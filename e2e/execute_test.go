@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/engine"
 	"github.com/faas-platform/faas/internal/testserver"
 )
 
@@ -50,6 +51,7 @@ func TestExecuteEphemeral(t *testing.T) {
 		{name: "working dir", req: client.ExecuteRequest{Command: "pwd", WorkingDir: "/tmp/work/sub"}, stdout: "/tmp/work/sub\n", status: "succeeded"},
 		{name: "unprivileged user", req: client.ExecuteRequest{Command: "id -u; id -g"}, stdout: "1000\n1000\n", status: "succeeded"},
 		{name: "command not found", req: client.ExecuteRequest{Command: "no-such-program-xyz"}, exit: 127, status: "failed"},
+		{name: "longest code", req: client.ExecuteRequest{Language: "python", Code: longestPython}, stdout: fmt.Sprintf("%d\n", longestPythonString), status: "succeeded"},
 		{name: "killed by signal", req: client.ExecuteRequest{Language: "python", Code: "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"}, exit: 137, status: "failed"},
 	}
 	for _, tt := range tests {
@@ -77,6 +79,12 @@ func TestExecuteEphemeral(t *testing.T) {
 		})
 	}
 }
+
+// longestPython is python code of the longest length a request may have (it
+// prints the length of its one string).
+var longestPython = "x = '" + strings.Repeat("a", longestPythonString) + "'\nprint(len(x))"
+
+const longestPythonString = engine.MaxCodeBytes - len("x = ''\nprint(len(x))")
 
 // TestOriginalSDKWireFormat sends what the original SDKs send: command + image,
 // env_vars as pairs, flat resources, unknown fields.

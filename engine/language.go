@@ -8,6 +8,11 @@ import (
 	"github.com/evanw/esbuild/pkg/api"
 )
 
+// MaxCodeBytes bounds a request's code or command: each is passed to its
+// interpreter as one argument, and Linux takes none longer than 128 KiB (with its
+// terminating NUL).
+const MaxCodeBytes = 128<<10 - 1
+
 // command returns the argv that runs a request's code or command in the host image.
 // TypeScript is compiled to JavaScript here, on the host, by esbuild (types are
 // stripped, nothing is type-checked), so every image with node runs it.
@@ -24,6 +29,9 @@ func command(r *Request) ([]string, error) {
 		js, err := compileTypeScript(r.Code)
 		if err != nil {
 			return nil, err
+		}
+		if len(js) > MaxCodeBytes {
+			return nil, invalid(fmt.Sprintf("typescript compiles to %d bytes of javascript; the limit is %d", len(js), MaxCodeBytes))
 		}
 		return []string{"node", "-e", js}, nil
 	case "bash":

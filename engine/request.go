@@ -194,6 +194,9 @@ func (r *Request) normalize(l Limits) error {
 	if strings.ContainsRune(r.Code, 0) || strings.ContainsRune(r.Command, 0) {
 		return invalid("code and command must not contain NUL bytes")
 	}
+	if n := max(len(r.Code), len(r.Command)); n > MaxCodeBytes {
+		return invalid(fmt.Sprintf("code (or command) is %d bytes; the limit is %d: write larger programs to files and run them", n, MaxCodeBytes))
+	}
 	if r.Image == "" {
 		r.Image = "host"
 	}
