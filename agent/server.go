@@ -266,23 +266,20 @@ func (s *Server) start(id uint32, req ExecRequest) {
 		fail(errors.New("empty command"))
 		return
 	}
-	argv0, err := lookPath(req.Argv[0], req.Env)
-	if err != nil {
-		fail(err)
-		return
+	var argv0 string
+	if req.Zygote == "" || req.PTY != nil { // a zygote's process needs none (but when it falls back)
+		var err error
+		if argv0, err = lookPath(req.Argv[0], req.Env); err != nil {
+			fail(err)
+			return
+		}
 	}
 	if req.Dir == "" {
 		req.Dir = "/"
 	}
-	made, err := ensureDir(req.Dir, req.UID, req.GID)
-	if err != nil {
+	if err := s.ensureWorkDir(req); err != nil {
 		fail(fmt.Errorf("working directory %s: %w", req.Dir, err))
 		return
-	}
-	if made != "" {
-		s.execMu.Lock()
-		s.madeDirs = append(s.madeDirs, made)
-		s.execMu.Unlock()
 	}
 	p := &process{id: id, req: req, exited: make(chan waitResult, 1)}
 	if req.Stdin {
@@ -302,12 +299,45 @@ func (s *Server) start(id uint32, req ExecRequest) {
 	go s.launch(p, argv0, fail)
 }
 
+// ensureWorkDir makes req's working directory if it is missing (owned by the
+// request's user; removed at the next reset).
+func (s *Server) ensureWorkDir(req ExecRequest) error {
+	made, err := ensureDir(req.Dir, req.UID, req.GID)
+	if err != nil || made == "" {
+		return err
+	}
+	s.execMu.Lock()
+	s.madeDirs = append(s.madeDirs, made)
+	s.execMu.Unlock()
+	return nil
+}
+
 // launch starts p's process (through its language's zygote when asked and
 // possible) and supervises it.
 func (s *Server) launch(p *process, argv0 string, fail func(error)) {
-	req, id := p.req, p.id
+	req := p.req
+	if req.PTY != nil {
+		s.launchPTY(p, argv0, fail)
+		return
+	}
+	p.start = time.Now()
+	if req.Zygote != "" {
+		if sb, ok := s.takeStandby(p); ok {
+			stdinW := sb.stdio[0]
+			if !req.Stdin {
+				stdinW.Close() // its stdin ends at once
+				stdinW = nil
+			}
+			s.started(p, sb.PID, stdinW, sb.stdio[1], sb.stdio[2])
+			return
+		}
+		var err error
+		if argv0, err = lookPath(req.Argv[0], req.Env); err != nil {
+			fail(err)
+			return
+		}
+	}
 	var err error
-
 	var files [3]*os.File
 	var parentEnds []*os.File
 	closeAll := func() {
@@ -321,10 +351,6 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		}
 	}
 	var stdinW *os.File
-	if req.PTY != nil {
-		s.launchPTY(p, argv0, fail)
-		return
-	}
 	if req.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -368,26 +394,8 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
-	var pid int
-	p.start = time.Now()
-	spawned := false
-	if req.Zygote != "" {
-		if z, zerr := s.zygoteFor(warmOf(req)); zerr != nil {
-			s.logf("%s zygote unavailable, starting a new interpreter: %v", req.Zygote, zerr)
-		} else if zpid, cg, control, zerr := z.spawn(req, files); zerr != nil {
-			s.logf("%s zygote failed, starting a new interpreter: %v", req.Zygote, zerr)
-		} else {
-			spawned, pid, p.cgroup = true, zpid, cg // the standby set its cgroup's pids.max
-			s.forkMu.Lock()
-			s.register(p, pid)
-			s.forkMu.Unlock()
-			go s.awaitReport(p, control)
-		}
-	}
-	if !spawned {
-		s.makeCgroup(p)
-		pid, err = s.forkExec(p, argv0, req.Argv, attr)
-	}
+	s.makeCgroup(p)
+	pid, err := s.forkExec(p, argv0, req.Argv, attr)
 	for _, f := range files {
 		f.Close()
 	}
@@ -399,10 +407,38 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		fail(fmt.Errorf("starting %s: %w", req.Argv[0], err))
 		return
 	}
+	s.started(p, pid, stdinW, outR, errR)
+}
+
+// takeStandby hands p to a standby of its language's zygote, with the stdio the
+// standby already has; false if there is none (the caller starts a new
+// interpreter).
+func (s *Server) takeStandby(p *process) (standby, bool) {
+	z, err := s.zygoteFor(warmOf(p.req))
+	if err != nil {
+		s.logf("%s zygote unavailable, starting a new interpreter: %v", p.req.Zygote, err)
+		return standby{}, false
+	}
+	sb, err := z.spawn(p.req)
+	if err != nil {
+		s.logf("%s zygote failed, starting a new interpreter: %v", p.req.Zygote, err)
+		return standby{}, false
+	}
+	p.cgroup = sb.Cgroup // the standby set its cgroup's pids.max
+	s.forkMu.Lock()
+	s.register(p, sb.PID)
+	s.forkMu.Unlock()
+	go s.awaitReport(p, sb.control)
+	return sb, true
+}
+
+// started tells the host p's process runs, and forwards its stdin and output
+// until it ends.
+func (s *Server) started(p *process, pid int, stdinW, outR, errR *os.File) {
 	if stdinW != nil {
 		go feedStdin(stdinW, p.stdin)
 	}
-	s.sendJSON(FrameStarted, id, Started{PID: pid})
+	s.sendJSON(FrameStarted, p.id, Started{PID: pid})
 	p.killMu.Lock()
 	killedEarly := p.killed
 	p.killMu.Unlock()
@@ -555,7 +591,6 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 		closeFiles(outR, errR)
 		<-done
 	}
-	closeFiles(outR, errR)
 
 	st := ExitStatus{
 		UserMS:          tvMS(res.rusage.Utime),
@@ -584,6 +619,7 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	delete(s.execs, p.id)
 	s.execMu.Unlock()
 	s.sendJSON(FrameExit, p.id, st)
+	closeFiles(outR, errR) // after the exit is told: closing costs a few system calls
 	if p.req.KeepBackground {
 		if p.cgroup != "" {
 			_ = os.Remove(p.cgroup) // only if nothing is left in it

@@ -405,7 +405,7 @@ func (s *Server) stopZygotes() {
 			select {
 			case sb := <-z.standbys:
 				_ = syscall.Kill(sb.PID, syscall.SIGKILL)
-				syscall.Close(sb.control)
+				sb.close()
 			default:
 				break drain
 			}

@@ -44,6 +44,42 @@ type standby struct {
 	PID     int    `json:"pid"`
 	Cgroup  string `json:"cgroup"`
 	control int    // its end is in the process; ours takes the request
+	// stdio are our ends of the pipes the process already has as its stdin,
+	// stdout and stderr (made when it arrived, off any request's path).
+	stdio [3]*os.File
+}
+
+// close lets go of a standby that will not be used: it exits when its control
+// socket closes.
+func (sb *standby) close() {
+	syscall.Close(sb.control)
+	closeFiles(sb.stdio[:]...)
+}
+
+// giveStdio makes the pipes a new standby will use as its stdin, stdout and
+// stderr, and sends it their far ends (it takes them while it prepares).
+func (sb *standby) giveStdio() error {
+	var theirs [3]*os.File
+	for i := range sb.stdio {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(theirs[:]...)
+			closeFiles(sb.stdio[:]...)
+			return err
+		}
+		if i == 0 {
+			theirs[i], sb.stdio[i] = r, w
+		} else {
+			theirs[i], sb.stdio[i] = w, r
+		}
+	}
+	defer closeFiles(theirs[:]...)
+	rights := syscall.UnixRights(int(theirs[0].Fd()), int(theirs[1].Fd()), int(theirs[2].Fd()))
+	if err := syscall.Sendmsg(sb.control, []byte("stdio"), rights, nil, 0); err != nil {
+		closeFiles(sb.stdio[:]...)
+		return err
+	}
+	return nil
 }
 
 var errZygoteDead = errors.New("zygote is not running")
@@ -191,8 +227,8 @@ func (s *Server) readZygote(z *zygote) {
 			continue
 		}
 		syscall.CloseOnExec(sb.control)
-		if !standbyReady(sb.control) {
-			syscall.Close(sb.control) // it exits on EOF
+		if sb.giveStdio() != nil || !standbyReady(sb.control) {
+			sb.close()
 			z.mu.Lock()
 			z.owed++ // replaced at once, unless they keep failing
 			z.failures++
@@ -215,7 +251,7 @@ func (s *Server) readZygote(z *zygote) {
 			default:
 			}
 		default:
-			syscall.Close(sb.control) // more than we asked for; it exits on EOF
+			sb.close() // more than we asked for
 		}
 	}
 	z.kill()
@@ -255,11 +291,11 @@ type zygoteRequest struct {
 	Dir  string            `json:"dir"`
 }
 
-// spawn hands req to one of the zygote's standby processes with the given stdio,
-// and returns its pid and cgroup, and the control socket on which the process
-// reports its end (the caller closes it). The standby is replaced at the
+// spawn hands req to one of the zygote's standby processes and returns it: its
+// pid, cgroup, stdio (the caller closes them) and the control socket on which the
+// process reports its end (the caller closes it). The standby is replaced at the
 // sandbox's next reset (see refill), or at once when none is left.
-func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, error) {
+func (z *zygote) spawn(req ExecRequest) (standby, error) {
 	env := make(map[string]string, len(req.Env))
 	for _, kv := range req.Env {
 		for i := 0; i < len(kv); i++ {
@@ -271,7 +307,7 @@ func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, er
 	}
 	payload, err := json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
 	if err != nil {
-		return 0, "", -1, err
+		return standby{}, err
 	}
 	var sb standby
 	select {
@@ -281,21 +317,20 @@ func (z *zygote) spawn(req ExecRequest, stdio [3]*os.File) (int, string, int, er
 		select {
 		case sb = <-z.standbys:
 		case <-z.gone:
-			return 0, "", -1, errZygoteDead
+			return standby{}, errZygoteDead
 		case <-time.After(20 * time.Second):
-			return 0, "", -1, errors.New("no standby process from the zygote")
+			return standby{}, errors.New("no standby process from the zygote")
 		}
 	}
 	z.mu.Lock()
 	z.owed++
 	z.mu.Unlock()
-	rights := syscall.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
-	if err := syscall.Sendmsg(sb.control, payload, rights, nil, 0); err != nil {
-		syscall.Close(sb.control)
+	if err := syscall.Sendmsg(sb.control, payload, nil, nil, 0); err != nil {
+		sb.close()
 		z.refill()
-		return 0, "", -1, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
+		return standby{}, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
 	}
-	return sb.PID, sb.Cgroup, sb.control, nil
+	return sb, nil
 }
 
 // refill asks the zygote to fork the standbys owed.

@@ -5,21 +5,22 @@
 # Forking is slow under gVisor (10-30 ms of CPU: every page written after the fork
 # is copied), so it happens off the hot path: the zygote keeps a few children
 # (config "standby") forked and prepared ahead of time and hands each one's control
-# socket to the agent (on fd 3, a unix SOCK_SEQPACKET socket); a standby says
-# "ready" on it once prepared. The agent sends a request (carrying the execution's
-# stdin, stdout and stderr as descriptors) straight to a ready standby, and asks the
-# zygote for replacements when the sandbox is reset between executions. Each
-# standby has done all it can before a request exists: joined a cgroup of its own,
-# taken its own process group, set its limits and taken its copy-on-write faults;
-# it stays root (out of reach of the user's processes, which the agent kills between
-# executions) until a request comes, then drops to the unprivileged user for good,
-# takes the stdio descriptors, the working directory and environment, and runs the
-# code. When the code is done it closes its output and reports its status before it
-# exits. Standbys are the agent's children, not the zygote's (clone with
-# CLONE_PARENT; where that is refused, a double fork whose middle process exits at
-# once): the agent reaps each as any process it started. The zygote is on neither
-# the request's nor the exit's path. Its one argument is JSON: uid, gid, rlimits,
-# cgroup_root, max_procs (of each standby's cgroup) and standby.
+# socket to the agent (on fd 3, a unix SOCK_SEQPACKET socket). The agent first
+# sends the standby the pipes that will be its stdin, stdout and stderr; the
+# standby says "ready" once prepared. The agent sends a request straight to a
+# ready standby, and asks the zygote for replacements when the sandbox is reset
+# between executions. Each standby has done all it can before a request exists:
+# taken its stdio, joined a cgroup of its own, taken its own process group, set its
+# limits and taken its copy-on-write faults; it stays root (out of reach of the
+# user's processes, which the agent kills between executions) until a request
+# comes, then drops to the unprivileged user for good, takes the working directory
+# and environment, and runs the code. When the code
+# is done it closes its output and reports its status before it exits. Standbys
+# are the agent's children, not the zygote's (clone with CLONE_PARENT; where that
+# is refused, a double fork whose middle process exits at once): the agent reaps
+# each as any process it started. The zygote is on neither the request's nor the
+# exit's path. Its one argument is JSON: uid, gid, rlimits, cgroup_root, max_procs
+# (of each standby's cgroup) and standby.
 import array, gc, io, json, os, resource, signal, socket, sys, traceback
 
 # Modules most programs import, loaded once here so executions find them ready.
@@ -49,7 +50,7 @@ RLIMITS = {"nproc": resource.RLIMIT_NPROC, "nofile": resource.RLIMIT_NOFILE,
 
 
 def recv_with_fds(sock):
-    msg, anc, _, _ = sock.recvmsg(1 << 22, socket.CMSG_SPACE(3 * FDSIZE))
+    msg, anc, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(3 * FDSIZE))
     fds = array.array("i")
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -60,10 +61,27 @@ def recv_with_fds(sock):
 CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root, max_procs, standby: the same for every execution
 
 
+# The largest request a standby takes (a larger one goes to a new interpreter:
+# the agent's send fails).
+MAX_REQUEST = 1 << 22
+
+
+def take_stdio(control):
+    """Makes the pipes the agent sends (its first message) this process's stdin,
+    stdout and stderr."""
+    msg, fds = recv_with_fds(control)
+    if msg != b"stdio" or len(fds) != 3:
+        raise RuntimeError("no stdio from the agent")
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+        os.close(fd)
+
+
 def prepare(control):
     """Readies a fresh standby for any execution. It stays root (out of reach of
     the user's processes, which the agent kills between executions) until it takes
-    a request. Returns its cgroup path ("" if none)."""
+    a request. Returns its cgroup path ("" if none) and the buffer the request
+    is received into."""
     cgroup = ""
     root = CONFIG.get("cgroup_root")
     if root:
@@ -95,10 +113,10 @@ def prepare(control):
     sys.path[0] = ""
     random.seed()  # never share the zygote's random state between executions
     prefault()
-    return cgroup
+    return cgroup, bytearray(MAX_REQUEST)  # its own (not copied on write) memory
 
 
-def become(control, req, fds):
+def become(control, req):
     """Turns this standby into the execution's process; never returns. When the code
     is done it reports its exit status and resource usage on the control socket (not
     inherited by programs it runs) before exiting, so the agent need not wait for the
@@ -107,9 +125,6 @@ def become(control, req, fds):
         os.setgroups([])
         os.setgid(CONFIG["gid"])
         os.setuid(CONFIG["uid"])
-        for i, fd in enumerate(fds):
-            os.dup2(fd, i)
-            os.close(fd)
         os.chdir(req["dir"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -166,10 +181,25 @@ def prefault():
     io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True).write("x")
 
 
+def warm_syscalls():
+    """Makes, once and to no effect, the system calls a standby makes only once it
+    has a request. Under gVisor (systrap) a call site traps slowly the first time
+    it runs in a process and is then patched to a fast path; a standby inherits
+    the zygote's patched code."""
+    os.setgroups(os.getgroups())
+    os.setgid(os.getgid())
+    os.setuid(os.getuid())
+    os.chdir(os.getcwd())
+    os.write(1, b"")  # nothing is written
+    resource.getrusage(resource.RUSAGE_SELF)
+    resource.getrusage(resource.RUSAGE_CHILDREN)
+
+
 class Zygote:
     def __init__(self):
         self.agent = socket.socket(fileno=3)
         self.clone_parent = True
+        warm_syscalls()
         # Everything loaded so far is permanent: the collector never walks (and so
         # never writes to) it in forked children.
         gc.collect()
@@ -194,11 +224,14 @@ class Zygote:
 
     def standby(self, control):
         try:
-            prepare(control)
+            take_stdio(control)
+            _, request = prepare(control)
             control.send(b"ready")
-            msg, fds = recv_with_fds(control)
-            if msg:
-                become(control, json.loads(msg), fds)
+            n, _, flags, _ = control.recvmsg_into([request])
+            if flags & socket.MSG_TRUNC:
+                raise RuntimeError("the request is larger than %d bytes" % MAX_REQUEST)
+            if n:
+                become(control, json.loads(request[:n]))
         except BaseException as e:
             os.write(2, ("faas: zygote standby failed: %r\n" % (e,)).encode())
         finally:

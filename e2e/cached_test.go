@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/faas-platform/faas/client"
+	"github.com/faas-platform/faas/engine"
 	"github.com/faas-platform/faas/internal/testserver"
 )
 
@@ -118,6 +119,41 @@ func TestCachedBackToBack(t *testing.T) {
 	p := pools(t, s, s.Key)
 	if len(p.Pools) != 1 || p.Pools[0].Misses != 1 || p.Pools[0].Hits != n-1 || p.Pools[0].Retired != 0 {
 		t.Errorf("one client back to back should use one warm sandbox: %+v", p.Pools)
+	}
+}
+
+// TestCachedStdio checks the stdio a zygote standby is given ahead of its request
+// (pipes the agent made when the standby was forked): stdin when the request has
+// some and end-of-file at once when it has none, stdout and stderr apart, and the
+// longest code a request may have, each run in a standby of the warm sandbox
+// (which has ctypes preloaded; a new interpreter would not).
+func TestCachedStdio(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	cached(t, c, "print(1)") // boots the account's sandbox and its zygote
+	const inStandby = "import sys\nprint('ctypes' in sys.modules)\n"
+	tests := []struct {
+		name           string
+		code, stdin    string
+		stdout, stderr string
+	}{
+		{"stdin", inStandby + "print(sys.stdin.read().upper())", "hello\nworld", "True\nHELLO\nWORLD\n", ""},
+		{"no stdin", inStandby + "print(repr(sys.stdin.read()))", "", "True\n''\n", ""},
+		{"stderr apart", inStandby + "print('err', file=sys.stderr)", "", "True\n", "err\n"},
+		{"longest code", inStandby + "#" + strings.Repeat("x", engine.MaxCodeBytes-len(inStandby)-1), "", "True\n", ""},
+	}
+	for _, tt := range tests {
+		waitIdle(t, s, s.Key, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: tt.code, Stdin: tt.stdin, TimeoutMS: 20000})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if !res.Warm || res.Status != "succeeded" || res.Stdout != tt.stdout || res.Stderr != tt.stderr {
+			t.Errorf("%s: warm %v status %s stdout %q (want %q) stderr %q (want %q) error %q",
+				tt.name, res.Warm, res.Status, res.Stdout, tt.stdout, res.Stderr, tt.stderr, res.Error)
+		}
 	}
 }
 
