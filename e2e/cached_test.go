@@ -349,4 +349,61 @@ func TestPoolManagement(t *testing.T) {
 	if !ok {
 		t.Errorf("capacity did not come back: %d", status)
 	}
+
+	// Eight requests at once, with no sandbox running: the cap counts sandboxes
+	// still booting, so three get one (the idle warm sandbox is evicted for one of
+	// them) and five are refused at once; never more than three sandboxes live.
+	live := func() int {
+		var h struct{ Sandboxes struct{ Live int } }
+		if _, b, _ := s.DoWithKey(ctx, "", "GET", "/health", nil); json.Unmarshal(b, &h) != nil {
+			t.Fatalf("health: %s", b)
+		}
+		return h.Sandboxes.Live
+	}
+	waitIdle(t, s, other, 1)
+	for i := 0; live() > 1; i++ { // the ephemeral ones above are destroyed in the background
+		if i > 100 {
+			t.Fatalf("%d sandboxes still live", live())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	codes := make(chan int, 8)
+	stop := make(chan struct{})
+	maxLive := make(chan int)
+	go func() {
+		top := 0
+		for {
+			select {
+			case <-stop:
+				maxLive <- top
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var h struct{ Sandboxes struct{ Live int } }
+			if _, b, _ := s.DoWithKey(ctx, "", "GET", "/health", nil); json.Unmarshal(b, &h) == nil {
+				top = max(top, h.Sandboxes.Live)
+			}
+		}
+	}()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, _ := s.Do(ctx, "POST", "/api/v1/execute", []byte(`{"code":"import time; time.sleep(3)","timeout_ms":30000}`))
+			codes <- status
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	if n[http.StatusOK] != 3 || n[http.StatusServiceUnavailable] != 5 {
+		t.Errorf("eight at once under a cap of three: %v (status: count)", n)
+	}
+	if top := <-maxLive; top > 3 {
+		t.Errorf("%d sandboxes were live at once under a cap of three", top)
+	}
 }

@@ -87,6 +87,7 @@ type Engine struct {
 	store  *store.Store
 	stock  *stock
 	pool   *pool
+	boots  boots
 	quotas *quotas
 	lives  *lives
 
@@ -115,6 +116,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: cfg, log: cfg.Logger, driver: driver, store: st, ctx: ctx, cancel: cancel}
+	e.boots.slots = make(chan struct{}, maxConcurrentBoots())
 	e.stock = newStock(e, cfg.StockSize)
 	e.pool = newPool(e)
 	e.quotas = newQuotas(cfg.Quota)

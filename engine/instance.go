@@ -513,10 +513,6 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 	if err != nil {
 		return err
 	}
-	if err := e.makeRoom(ctx); err != nil {
-		release()
-		return err
-	}
 	dir := filepath.Join(e.instanceDir(in.rec.ID), "paused")
 	spec := in.spec()
 	imageCfg, releaseImage, err := e.withImage(&spec)
@@ -524,7 +520,14 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 		release()
 		return err
 	}
+	booted, err := e.reserve(ctx, true)
+	if err != nil {
+		releaseImage()
+		release()
+		return err
+	}
 	sb, err := r.Restore(ctx, spec, dir)
+	booted()
 	if err != nil {
 		releaseImage()
 		release()

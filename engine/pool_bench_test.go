@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/faas-platform/faas/agent"
 	"github.com/faas-platform/faas/sandbox"
@@ -16,7 +17,13 @@ import (
 // fakeDriver makes sandboxes whose agent is an in-process peer that answers Hello
 // and Reset: enough to measure the pool's own bookkeeping, nothing of gVisor.
 // Acceptance tests never use it.
-type fakeDriver struct{ live atomic.Int64 }
+type fakeDriver struct {
+	live atomic.Int64
+	// bootTime, when set, is how long Create takes; creating and maxCreating
+	// count the creations under way (now and at most).
+	bootTime              time.Duration
+	creating, maxCreating atomic.Int64
+}
 
 type fakeSandbox struct {
 	id   string
@@ -43,6 +50,13 @@ func (s *fakeSandbox) Destroy(context.Context) error {
 }
 
 func (d *fakeDriver) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	if d.bootTime > 0 {
+		n := d.creating.Add(1)
+		for m := d.maxCreating.Load(); n > m && !d.maxCreating.CompareAndSwap(m, n); m = d.maxCreating.Load() {
+		}
+		time.Sleep(d.bootTime)
+		d.creating.Add(-1)
+	}
 	hostR, agentW := io.Pipe()
 	agentR, hostW := io.Pipe()
 	go func() { // the peer

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,5 +46,42 @@ func TestPoolWaitsForReturningSandbox(t *testing.T) {
 	third, hit, err := e.pool.take(ctx, k, spec)
 	if err != nil || hit || third == first {
 		t.Fatalf("third take: hit %v, %v", hit, err)
+	}
+}
+
+// TestCapHoldsWhileBooting checks the sandbox cap counts sandboxes still booting
+// (the driver counts a sandbox only once it runs): of many requests at once, only
+// as many as the cap get a sandbox and the rest are refused as busy; and no more
+// than maxConcurrentBoots boot at a time. With the in-process fake driver, whose
+// boots take a while.
+func TestCapHoldsWhileBooting(t *testing.T) {
+	d := &fakeDriver{bootTime: 50 * time.Millisecond}
+	e := New(Config{MaxSandboxes: 5}, d, nil)
+	defer e.Close(context.Background())
+	const n = 20
+	var wg sync.WaitGroup
+	var got, busy atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := e.fresh(context.Background(), sandbox.Spec{Image: "host"})
+			switch {
+			case err == nil:
+				got.Add(1)
+				t.Cleanup(func() { _ = b.Destroy(context.Background()) })
+			case errors.Is(err, ErrBusy):
+				busy.Add(1)
+			default:
+				t.Errorf("fresh: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got.Load() != 5 || busy.Load() != n-5 || d.Live() != 5 {
+		t.Errorf("%d requests at once under a cap of 5: %d got a sandbox, %d were busy, %d sandboxes live", n, got.Load(), busy.Load(), d.Live())
+	}
+	if m := d.maxCreating.Load(); m > int64(maxConcurrentBoots()) {
+		t.Errorf("%d sandboxes booted at once; at most %d should", m, maxConcurrentBoots())
 	}
 }

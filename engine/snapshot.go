@@ -277,15 +277,18 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 	if err := e.verify(sn); err != nil {
 		return nil, broken(err.Error())
 	}
-	if err := e.makeRoom(ctx); err != nil {
-		return nil, err
-	}
 	spec := sandbox.Spec{Image: sn.Image, MemoryMB: int(sn.MemoryMB), CPUCores: float64(sn.CPUMilli) / 1000}
 	cfg, releaseImage, err := e.withImage(&spec)
 	if err != nil {
 		return nil, err
 	}
+	booted, err := e.reserve(ctx, true)
+	if err != nil {
+		releaseImage()
+		return nil, err
+	}
 	sb, err := r.Restore(ctx, spec, filepath.Join(e.cfg.SnapshotDir, sn.ID))
+	booted()
 	if err != nil {
 		releaseImage()
 	}

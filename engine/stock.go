@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -121,14 +122,17 @@ func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
 			e.destroyLater(b)
 		}
 	}
-	if err := e.makeRoom(ctx); err != nil {
-		return nil, err
-	}
 	cfg, release, err := e.withImage(&spec)
 	if err != nil {
 		return nil, err
 	}
+	booted, err := e.reserve(ctx, true)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	sb, err := e.driver.Create(ctx, spec)
+	booted()
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("creating sandbox: %w", err)
@@ -136,20 +140,70 @@ func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
 	return &box{Sandbox: sb, image: cfg, release: release}, nil
 }
 
-// makeRoom makes sure one more sandbox may be created: below the cap, or after
-// evicting the least recently used idle pooled sandbox.
-func (e *Engine) makeRoom(ctx context.Context) error {
-	max := e.cfg.MaxSandboxes
-	if max <= 0 || e.driver.Live() < max {
-		return nil
+// boots counts the sandboxes being created (the driver counts them only once
+// they run), so that the sandbox cap holds however many boot at once, and bounds
+// how many boot at a time: a boot takes a core for a fraction of a second, and
+// dozens at once on a small machine each take many seconds.
+type boots struct {
+	mu      sync.Mutex
+	booting int
+	slots   chan struct{}
+}
+
+// maxConcurrentBoots is how many sandboxes boot at once: one per core, at least
+// two (one boot waits on I/O part of the time).
+func maxConcurrentBoots() int { return max(2, runtime.NumCPU()) }
+
+// reserve makes sure one more sandbox may be created: below the cap (counting
+// those booting), or, when evict is set, after evicting the least recently used
+// idle pooled sandbox; it fails with ErrBusy at the cap. It then waits for a turn
+// to boot. The caller creates the sandbox and calls booted (whether or not the
+// creation succeeded).
+func (e *Engine) reserve(ctx context.Context, evict bool) (booted func(), err error) {
+	if err := e.countBoot(ctx, evict); err != nil {
+		return nil, err
 	}
-	if b := e.pool.evictOldest(); b != nil {
-		_ = b.Destroy(ctx)
-		if e.driver.Live() < max {
+	uncount := func() {
+		e.boots.mu.Lock()
+		e.boots.booting--
+		e.boots.mu.Unlock()
+	}
+	select {
+	case e.boots.slots <- struct{}{}:
+	case <-ctx.Done():
+		uncount()
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-e.boots.slots
+			uncount()
+		})
+	}, nil
+}
+
+// countBoot counts one more sandbox booting if the cap allows it (after evicting
+// an idle pooled sandbox when evict is set and that makes room).
+func (e *Engine) countBoot(ctx context.Context, evict bool) error {
+	limit := e.cfg.MaxSandboxes
+	for tries := 0; ; tries++ {
+		e.boots.mu.Lock()
+		if limit <= 0 || e.driver.Live()+e.boots.booting < limit {
+			e.boots.booting++
+			e.boots.mu.Unlock()
 			return nil
 		}
+		e.boots.mu.Unlock()
+		if !evict || tries > 0 {
+			return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+		}
+		b := e.pool.evictOldest()
+		if b == nil {
+			return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+		}
+		_ = b.Destroy(ctx)
 	}
-	return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, max)
 }
 
 func (s *stock) refill() {
@@ -163,10 +217,12 @@ func (s *stock) refill() {
 		case <-s.kick:
 		}
 		for s.len() < s.size {
-			if max := s.e.cfg.MaxSandboxes; max > 0 && s.e.driver.Live() >= max {
-				break // the stock never takes the last slots from requests
+			booted, err := s.e.reserve(s.e.ctx, false) // never evicts a warm sandbox
+			if err != nil {
+				break // at the cap (or closing)
 			}
 			sb, err := s.e.driver.Create(s.e.ctx, spec)
+			booted()
 			if err != nil {
 				if s.e.ctx.Err() != nil {
 					return
