@@ -96,12 +96,7 @@ func (s *Store) GetExecution(ctx context.Context, account, id string) (Execution
 // ListExecutions returns the executions of account, or of every account if
 // account is "", newest first, at most limit of them (all if limit <= 0).
 func (s *Store) ListExecutions(ctx context.Context, account string, limit int) ([]Execution, error) {
-	query := `SELECT ` + executionColumns + ` FROM executions`
-	var args []any
-	if account != "" {
-		query += ` WHERE account = ?`
-		args = append(args, account)
-	}
+	query, args := forAccount(`SELECT `+executionColumns+` FROM executions`, nil, account)
 	query += ` ORDER BY created_at DESC, id DESC`
 	if limit > 0 {
 		query += ` LIMIT ?`

@@ -90,24 +90,14 @@ func (s *Store) UpdateInstance(ctx context.Context, in Instance) error {
 
 // GetInstance returns the live instance id of account (any account if "").
 func (s *Store) GetInstance(ctx context.Context, account, id string) (Instance, error) {
-	query := `SELECT ` + instanceColumns + ` FROM instances WHERE id = ? AND deleted_at IS NULL`
-	args := []any{id}
-	if account != "" {
-		query += ` AND account = ?`
-		args = append(args, account)
-	}
+	query, args := forAccount(`SELECT `+instanceColumns+` FROM instances WHERE id = ? AND deleted_at IS NULL`, []any{id}, account)
 	return queryOne(ctx, s, "getting instance "+id, query, args, scanInstance)
 }
 
 // ListInstances returns the live instances of account (every account if ""),
 // oldest first.
 func (s *Store) ListInstances(ctx context.Context, account string) ([]Instance, error) {
-	query := `SELECT ` + instanceColumns + ` FROM instances WHERE deleted_at IS NULL`
-	var args []any
-	if account != "" {
-		query += ` AND account = ?`
-		args = append(args, account)
-	}
+	query, args := forAccount(`SELECT `+instanceColumns+` FROM instances WHERE deleted_at IS NULL`, nil, account)
 	return queryAll(ctx, s, "listing instances", query+` ORDER BY created_at, id`, args, scanInstance)
 }
 

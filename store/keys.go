@@ -61,14 +61,8 @@ func (s *Store) KeyByHash(ctx context.Context, hash string) (Key, error) {
 // ListKeys returns the keys of account, or of every account if account is
 // "", oldest first. Revoked keys are included.
 func (s *Store) ListKeys(ctx context.Context, account string) ([]Key, error) {
-	query := `SELECT ` + keyColumns + ` FROM keys`
-	var args []any
-	if account != "" {
-		query += ` WHERE account = ?`
-		args = append(args, account)
-	}
-	query += ` ORDER BY created_at, id`
-	return queryAll(ctx, s, "listing keys", query, args, scanKey)
+	query, args := forAccount(`SELECT `+keyColumns+` FROM keys`, nil, account)
+	return queryAll(ctx, s, "listing keys", query+` ORDER BY created_at, id`, args, scanKey)
 }
 
 // RevokeKey marks the key revoked at time at. Revoking a revoked key succeeds

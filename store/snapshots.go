@@ -59,24 +59,14 @@ func (s *Store) CreateSnapshot(ctx context.Context, sn Snapshot) error {
 // GetSnapshot returns the live (not deleted) snapshot id of account, or of any
 // account if account is "". It returns ErrNotFound otherwise.
 func (s *Store) GetSnapshot(ctx context.Context, account, id string) (Snapshot, error) {
-	query := `SELECT ` + snapshotColumns + ` FROM snapshots WHERE id = ? AND deleted_at IS NULL`
-	args := []any{id}
-	if account != "" {
-		query += ` AND account = ?`
-		args = append(args, account)
-	}
+	query, args := forAccount(`SELECT `+snapshotColumns+` FROM snapshots WHERE id = ? AND deleted_at IS NULL`, []any{id}, account)
 	return queryOne(ctx, s, "getting snapshot "+id, query, args, scanSnapshot)
 }
 
 // ListSnapshots returns the live snapshots of account (every account if ""),
 // oldest first.
 func (s *Store) ListSnapshots(ctx context.Context, account string) ([]Snapshot, error) {
-	query := `SELECT ` + snapshotColumns + ` FROM snapshots WHERE deleted_at IS NULL`
-	var args []any
-	if account != "" {
-		query += ` AND account = ?`
-		args = append(args, account)
-	}
+	query, args := forAccount(`SELECT `+snapshotColumns+` FROM snapshots WHERE deleted_at IS NULL`, nil, account)
 	return queryAll(ctx, s, "listing snapshots", query+` ORDER BY created_at, id`, args, scanSnapshot)
 }
 

@@ -299,6 +299,19 @@ func timePtr(v sql.NullInt64) *time.Time {
 	return &t
 }
 
+// forAccount narrows a SELECT (with or without a WHERE clause, and nothing after
+// it) to the rows of account, or leaves it for every account if account is "".
+func forAccount(query string, args []any, account string) (string, []any) {
+	switch {
+	case account == "":
+		return query, args
+	case strings.Contains(query, " WHERE "):
+		return query + ` AND account = ?`, append(args, account)
+	default:
+		return query + ` WHERE account = ?`, append(args, account)
+	}
+}
+
 // queryAll runs a read query and scans every row with scan; what names the
 // operation in errors ("listing keys").
 func queryAll[T any](ctx context.Context, s *Store, what, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
