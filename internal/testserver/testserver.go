@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ type Server struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	env  []string
+	port int // the API's, once the first start chose it (restarts keep it)
 	logs *Buffer
 	exit chan error
 }
@@ -194,14 +196,37 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// servingAt finds the address the server says it serves at in its log.
+var servingAt = regexp.MustCompile(`msg="faas serving" addr=(\S+)`)
+
+// start starts the server and waits until it is healthy. The first start lets
+// the kernel choose the API's port (the server logs it; restarts keep it); the
+// SSH gateway's was chosen free beforehand, and should another process take it
+// (or a kept API port) before the server binds it, the start is tried again on
+// new ports.
 func (s *Server) start() {
 	t := s.t
 	t.Helper()
-	port := freePort(t)
-	s.URL = "http://127.0.0.1:" + strconv.Itoa(port)
+	for attempt := 1; ; attempt++ {
+		err := s.tryStart()
+		if err == nil {
+			return
+		}
+		if !strings.Contains(s.logs.String(), "address already in use") || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("a port was taken (attempt %d); starting on new ports", attempt)
+		s.port = 0
+		s.SSHPort = freePort(t)
+		s.env = append(s.env, "FAAS_SSH_PORT="+strconv.Itoa(s.SSHPort))
+	}
+}
+
+func (s *Server) tryStart() error {
+	t := s.t
 	s.logs = &Buffer{}
 	cmd := exec.Command(filepath.Join(Binaries(t), "faas"), "serve")
-	cmd.Env = append(append([]string{}, s.env...), "FAAS_API_PORT="+strconv.Itoa(port))
+	cmd.Env = append(append([]string{}, s.env...), "FAAS_API_PORT="+strconv.Itoa(s.port))
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -211,23 +236,34 @@ func (s *Server) start() {
 	s.exit = make(chan error, 1)
 	go func() { s.exit <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
+	s.URL = ""
 	for {
 		select {
 		case err := <-s.exit:
-			s.exit <- err
-			t.Fatalf("faas serve exited during start-up: %v\n%s", err, s.logs.String())
+			s.cmd = nil
+			return fmt.Errorf("faas serve exited during start-up: %v\n%s", err, s.logs.String())
 		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("faas serve not healthy after 60s\n%s", s.logs.String())
+		}
+		if s.URL == "" {
+			m := servingAt.FindStringSubmatch(s.logs.String())
+			if m == nil {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			_, port, _ := net.SplitHostPort(m[1])
+			s.port, _ = strconv.Atoi(port)
+			s.URL = "http://" + m[1]
 		}
 		resp, err := http.Get(s.URL + "/health")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("faas serve not healthy after 60s\n%s", s.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
