@@ -41,10 +41,16 @@ def repo_root() -> Path:
     raise RuntimeError(f"go.mod of github.com/faas-platform/faas not found above {d}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> List[int]:
+    """n distinct free ports (all held until each is known, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Server:
@@ -116,7 +122,7 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
         if not path.exists():
             pytest.fail(f"{path} is missing: build it in {root} with {how}", pytrace=False)
 
-    port = _free_port()
+    port, ssh_port = _free_ports(2)
     tmp_dir = tempfile.mkdtemp(prefix="faas-sdk-py-")
     data_dir = os.path.join(tmp_dir, "data")
     key = "faas_" + secrets.token_hex(20)
@@ -129,7 +135,7 @@ def start_server(extra_env: Optional[Dict[str, str]] = None) -> Server:
         "FAAS_HOST": "127.0.0.1",
         "FAAS_RUNSC": str(runsc),
         "FAAS_AGENT": str(agent),
-        "FAAS_SSH_PORT": str(_free_port()),
+        "FAAS_SSH_PORT": str(ssh_port),
     })
     env.update(extra_env or {})
     # The log goes to a file, not a pipe: a server whose reader died would be

@@ -41,15 +41,28 @@ export function repoRoot(): string {
   }
 }
 
-function freePort(): Promise<number> {
+/** Listens on a free port and returns the server holding it and the port. */
+function holdFreePort(): Promise<{ srv: ReturnType<typeof createServer>; port: number }> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+      if (typeof addr === 'object' && addr) resolve({ srv, port: addr.port });
+      else reject(new Error('no port'));
     });
   });
+}
+
+/** n distinct free ports (all held until each is known, so none repeats). */
+async function freePorts(n: number): Promise<number[]> {
+  const held = [];
+  try {
+    for (let i = 0; i < n; i++) held.push(await holdFreePort());
+    return held.map((h) => h.port);
+  } finally {
+    await Promise.all(held.map((h) => new Promise((r) => h.srv.close(() => r(undefined)))));
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -85,7 +98,7 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
     if (!existsSync(path)) throw new Error(`${path} is missing: build it in ${root} with ${how}`);
   }
 
-  const port = await freePort();
+  const [port, sshPort] = await freePorts(2);
   const tmp = mkdtempSync(join(tmpdir(), 'faas-sdk-ts-'));
   const logPath = join(tmp, 'serve.log');
   const adminKey = 'faas_' + randomBytes(20).toString('hex');
@@ -111,7 +124,7 @@ export async function startServer(extraEnv: Record<string, string> = {}): Promis
       FAAS_AGENT: agent,
       // A free port for the SSH gateway: its default (2222) may be taken by
       // another server on this machine.
-      FAAS_SSH_PORT: String(await freePort()),
+      FAAS_SSH_PORT: String(sshPort),
       ...extraEnv,
     },
     stdio: ['ignore', logFd, logFd],
