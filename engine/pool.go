@@ -194,7 +194,9 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 	ctx, cancel := context.WithTimeout(p.e.ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Agent().Reset(ctx); err != nil {
-		p.e.log.Warn("resetting warm sandbox; destroying it", "sandbox", b.ID(), "err", err)
+		if p.e.ctx.Err() == nil { // not the server shutting down
+			p.e.log.Warn("resetting warm sandbox; destroying it", "sandbox", b.ID(), "err", err)
+		}
 		retire()
 		return
 	}
