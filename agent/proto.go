@@ -204,16 +204,17 @@ type Done struct {
 	Error string `json:"error,omitempty"`
 }
 
-// ZygoteLanguages are the languages whose code the agent can run by forking a
-// pre-started interpreter (ExecRequest.Zygote).
-var ZygoteLanguages = []string{"python"}
+// ZygoteLanguages are the languages whose code the agent can run in a process
+// prepared ahead of the request (ExecRequest.Zygote): forked from a pre-started
+// interpreter (python), or started ahead (node, which cannot fork).
+var ZygoteLanguages = []string{"python", "node"}
 
 // ExecRequest asks the agent to start one process.
 type ExecRequest struct {
 	Argv []string `json:"argv"`
-	// Zygote, when set to one of ZygoteLanguages, runs Code in a process forked
-	// from that language's pre-started interpreter instead of executing Argv (Argv
-	// is the fallback if the zygote cannot be started).
+	// Zygote, when set to one of ZygoteLanguages, runs Code in a process prepared
+	// ahead by that language's zygote instead of executing Argv (Argv is the
+	// fallback if the zygote cannot be started).
 	Zygote string `json:"zygote,omitempty"`
 	Code   string `json:"code,omitempty"`
 	// Session, when set, runs Code in the live interpreter of that name (started on

@@ -22,8 +22,12 @@ var zygotePython string
 type zygote struct {
 	language string
 	config   Warm // the identity and limits its processes get
-	pid      int
-	sock     int // our end of the SOCK_SEQPACKET pair
+	pid      int  // 0 when the agent starts the standbys itself (start)
+	sock     int  // our end of the SOCK_SEQPACKET pair
+	// start, when set, starts one standby process (for a language that cannot
+	// fork, such as node); the zygote then has no process of its own.
+	start    func()
+	want     int // how many ready standbys it keeps
 	standbys chan standby
 	arrived  chan struct{} // signalled when a standby is ready
 	gone     chan struct{} // closed by kill
@@ -131,6 +135,9 @@ func (z *zygote) isDead() bool {
 
 func (s *Server) startZygote(w Warm) (*zygote, error) {
 	language := w.Language
+	if language == "node" {
+		return s.startNodeStandbys(w), nil
+	}
 	if language != "python" {
 		return nil, fmt.Errorf("no zygote for %q", language)
 	}
@@ -178,7 +185,7 @@ func (s *Server) startZygote(w Warm) (*zygote, error) {
 		syscall.Close(fds[0])
 		return nil, fmt.Errorf("starting %s zygote: %w", language, err)
 	}
-	z := &zygote{language: language, config: w, pid: pid, sock: fds[0], standbys: make(chan standby, 16), arrived: make(chan struct{}, 1), gone: make(chan struct{})}
+	z := &zygote{language: language, config: w, pid: pid, sock: fds[0], want: zygoteStandbys, standbys: make(chan standby, 16), arrived: make(chan struct{}, 1), gone: make(chan struct{})}
 	// Wait for it to say it is ready, but not forever.
 	tv := syscall.Timeval{Sec: 20}
 	_ = syscall.SetsockoptTimeval(z.sock, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
@@ -227,34 +234,44 @@ func (s *Server) readZygote(z *zygote) {
 			continue
 		}
 		syscall.CloseOnExec(sb.control)
-		if sb.giveStdio() != nil || !standbyReady(sb.control) {
-			sb.close()
-			z.mu.Lock()
-			z.owed++ // replaced at once, unless they keep failing
-			z.failures++
-			broken := z.failures >= maxStandbyFailures
-			z.broken = z.broken || broken
-			z.mu.Unlock()
-			if broken {
-				break // executions start new interpreters from now on
-			}
-			z.refill()
-			continue
-		}
-		z.mu.Lock()
-		z.failures = 0
-		z.mu.Unlock()
-		select {
-		case z.standbys <- sb:
-			select {
-			case z.arrived <- struct{}{}:
-			default:
-			}
-		default:
-			sb.close() // more than we asked for
+		if !z.arrive(sb, sb.giveStdio() == nil && standbyReady(sb.control)) {
+			break // executions start new interpreters from now on
 		}
 	}
 	z.kill()
+}
+
+// arrive takes a new standby into the zygote's set if it got ready, and counts a
+// failure otherwise (its replacement is asked for at once, unless they keep
+// failing). It returns false once the zygote is given up.
+func (z *zygote) arrive(sb standby, ready bool) bool {
+	if !ready {
+		sb.close()
+		z.mu.Lock()
+		z.owed++
+		z.failures++
+		broken := z.failures >= maxStandbyFailures
+		z.broken = z.broken || broken
+		z.mu.Unlock()
+		if broken {
+			return false
+		}
+		z.refill()
+		return true
+	}
+	z.mu.Lock()
+	z.failures = 0
+	z.mu.Unlock()
+	select {
+	case z.standbys <- sb:
+		select {
+		case z.arrived <- struct{}{}:
+		default:
+		}
+	default:
+		sb.close() // more than we asked for
+	}
+	return true
 }
 
 // standbyReady waits (not forever) for a new standby to say it is prepared.
@@ -279,8 +296,10 @@ func (z *zygote) kill() {
 	defer z.mu.Unlock()
 	if !z.dead {
 		z.dead = true
-		_ = syscall.Kill(z.pid, syscall.SIGKILL)
-		_ = syscall.Shutdown(z.sock, syscall.SHUT_RDWR)
+		if z.pid > 0 {
+			_ = syscall.Kill(z.pid, syscall.SIGKILL)
+			_ = syscall.Shutdown(z.sock, syscall.SHUT_RDWR)
+		}
 		close(z.gone)
 	}
 }
@@ -333,11 +352,16 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 	return sb, nil
 }
 
-// refill asks the zygote to fork the standbys owed.
+// refill asks the zygote to fork the standbys owed (or starts them, for a
+// language whose standbys are started rather than forked).
 func (z *zygote) refill() {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	for ; z.owed > 0 && !z.dead; z.owed-- {
+		if z.start != nil {
+			go z.start()
+			continue
+		}
 		if _, err := syscall.Write(z.sock, []byte("more")); err != nil {
 			return
 		}
@@ -366,7 +390,7 @@ func (s *Server) refillZygotes(d time.Duration) {
 func (z *zygote) awaitStandbys(d time.Duration) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	for len(z.standbys) < zygoteStandbys && !z.isDead() {
+	for len(z.standbys) < z.want && !z.isDead() {
 		select {
 		case <-z.arrived:
 		case <-z.gone:

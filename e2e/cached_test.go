@@ -157,6 +157,46 @@ func TestCachedStdio(t *testing.T) {
 	}
 }
 
+// TestCachedJavaScript checks cached JavaScript and TypeScript run in node
+// processes the agent started ahead of the request (node cannot fork; each
+// execution still gets a process of its own), and that they behave as node -e:
+// output apart, stdin, exit codes, an uncaught exception's message, the names
+// node -e gives, and nothing of one execution in the next.
+func TestCachedJavaScript(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	const inStandby = "console.log(process.execArgv[1].startsWith('// A node standby'), process.getuid());\n"
+	tests := []struct {
+		name, language, code, stdin string
+		stdout, stderrPart          string
+		exit                        int
+	}{
+		{"first", "javascript", inStandby + "globalThis.left = 1", "", "true 1000\n", "", 0},
+		{"output apart", "javascript", inStandby + "console.error('err'); console.log(typeof left)", "", "true 1000\nundefined\n", "err", 0},
+		{"stdin", "javascript", inStandby + "let d = ''; process.stdin.on('data', (c) => (d += c)).on('end', () => console.log(d.toUpperCase()))", "hi\nthere", "true 1000\nHI\nTHERE\n", "", 0},
+		{"no stdin", "javascript", inStandby + "console.log(JSON.stringify(require('fs').readFileSync(0, 'utf8')))", "", "true 1000\n\"\"\n", "", 0},
+		{"exit code", "javascript", inStandby + "process.exitCode = 3", "", "true 1000\n", "", 3},
+		{"uncaught exception", "javascript", inStandby + "throw new Error('boom')", "", "true 1000\n", "Error: boom", 1},
+		{"names of node -e", "javascript", inStandby + "const fs = 1, path = 2, req = 3; console.log(fs + path + req, __filename, typeof require('os').cpus, module.exports === exports)", "", "true 1000\n6 [eval] function true\n", "", 0},
+		{"typescript", "typescript", inStandby + "interface P { x: number }\nconst p: P = { x: 20 };\nconsole.log(p.x + 1 as number)", "", "true 1000\n21\n", "", 0},
+	}
+	for i, tt := range tests {
+		if i > 0 {
+			waitIdle(t, s, s.Key, 1)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: tt.language, Code: tt.code, Stdin: tt.stdin, TimeoutMS: 20000})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if res.Stdout != tt.stdout || res.ExitCode != tt.exit || !strings.Contains(res.Stderr, tt.stderrPart) || (i > 0 && !res.Warm) {
+			t.Errorf("%s: warm %v exit %d (want %d) stdout %q (want %q) stderr %q (want it to hold %q) error %q",
+				tt.name, res.Warm, res.ExitCode, tt.exit, res.Stdout, tt.stdout, res.Stderr, tt.stderrPart, res.Error)
+		}
+	}
+}
+
 // TestCachedStandbysOutOfReach checks user code cannot reach the zygote's
 // standby processes (they stay root until they take a request): after an
 // execution SIGKILLs every process it can, the next one still runs in a standby

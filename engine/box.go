@@ -37,7 +37,9 @@ func (b *box) isWarm(language string) bool {
 	return b.isWarmLocked(language)
 }
 
-func (b *box) isWarmLocked(language string) bool { return slices.Contains(b.warm, language) }
+func (b *box) isWarmLocked(language string) bool {
+	return slices.Contains(b.warm, zygoteLanguage(language))
+}
 
 // warmUp starts the zygotes of the given languages in the sandbox.
 func (e *Engine) warmUp(ctx context.Context, b *box, languages []string) {
@@ -50,15 +52,18 @@ func (e *Engine) warmUp(ctx context.Context, b *box, languages []string) {
 			continue
 		}
 		b.mu.Lock()
-		b.warm = append(b.warm, lang)
+		b.warm = append(b.warm, zygoteLanguage(lang))
 		b.mu.Unlock()
 	}
 }
 
 // zygoteLanguage maps a request language to the zygote that serves it ("" none).
 func zygoteLanguage(lang string) string {
-	if lang == "python" {
+	switch lang {
+	case "python":
 		return "python"
+	case "javascript", "typescript":
+		return "node"
 	}
 	return ""
 }

@@ -412,7 +412,7 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 	if useZygote && runErr == nil {
 		b.mu.Lock()
 		if !b.isWarmLocked(req.Language) {
-			b.warm = append(b.warm, req.Language)
+			b.warm = append(b.warm, zygoteLanguage(req.Language))
 		}
 		b.mu.Unlock()
 	}
@@ -520,7 +520,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		MaxFileBytes:   l.MaxFileBytes,
 	}
 	if useZygote {
-		er.Zygote, er.Code = zygoteLanguage(req.Language), req.Code
+		er.Zygote, er.Code = zygoteLanguage(req.Language), argv[len(argv)-1] // typescript: compiled
 	}
 	if req.kernel != "" {
 		er.Session, er.Language, er.Code, er.Argv, er.Stdin = "main", req.kernel, req.kernelCode, nil, false

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	_ "embed"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+//go:embed standby.js
+var nodeStandbyJS string
+
+// nodeStandbys is how many started node processes a sandbox keeps waiting (each
+// is a whole interpreter, ~40 MB: node cannot fork a prepared one).
+const nodeStandbys = 1
+
+// startNodeStandbys returns the "zygote" of node: node cannot fork, so each
+// standby is a node process the agent starts ahead of any request (see
+// standby.js), prepared like a Python zygote's standby: in a cgroup and process
+// group of its own, limits set, stdio pipes in place, root until its request.
+// Executions then skip node's start-up as Python ones skip Python's.
+func (s *Server) startNodeStandbys(w Warm) *zygote {
+	z := &zygote{language: w.Language, config: w, sock: -1, want: nodeStandbys,
+		standbys: make(chan standby, 16), arrived: make(chan struct{}, 1), gone: make(chan struct{})}
+	z.start = func() {
+		sb, err := s.startNodeStandby(w)
+		if err != nil {
+			s.logf("starting a node standby: %v", err)
+			z.arrive(sb, false)
+			return
+		}
+		z.arrive(sb, standbyReady(sb.control))
+	}
+	z.owed = nodeStandbys
+	z.refill()
+	return z
+}
+
+// startNodeStandby starts one node standby process as the agent's child.
+func (s *Server) startNodeStandby(w Warm) (standby, error) {
+	sb := standby{control: -1}
+	node, err := lookPath("node", nil)
+	if err != nil {
+		return sb, err
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return sb, err
+	}
+	sb.control = fds[0]
+	theirs := os.NewFile(uintptr(fds[1]), "standby-control")
+	defer theirs.Close()
+	var stdio [3]*os.File // the process's ends
+	for i := range sb.stdio {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(stdio[:]...)
+			return sb, err
+		}
+		if i == 0 {
+			stdio[i], sb.stdio[i] = r, w
+		} else {
+			stdio[i], sb.stdio[i] = w, r
+		}
+	}
+	defer closeFiles(stdio[:]...)
+	cfg, _ := json.Marshal(map[string]int{"uid": w.UID, "gid": w.GID})
+	attr := &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"},
+		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), theirs.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+	s.forkMu.Lock()
+	restore := setChildLimits(ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes})
+	pid, err := syscall.ForkExec(node, []string{"node", "-e", nodeStandbyJS, string(cfg)}, attr)
+	restore()
+	s.forkMu.Unlock()
+	if err != nil {
+		return sb, err
+	}
+	sb.PID = pid
+	if s.cgroups {
+		// Its own pids cgroup (as a Python standby makes itself): what the
+		// execution starts is counted and killed with it. It runs no user code
+		// before its request.
+		cg := filepath.Join(cgroupRoot, "standby-"+strconv.Itoa(pid))
+		if os.Mkdir(cg, 0o700) == nil {
+			if w.MaxProcs > 0 {
+				_ = os.WriteFile(filepath.Join(cg, "pids.max"), []byte(strconv.Itoa(w.MaxProcs)), 0)
+			}
+			if os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0) == nil {
+				sb.Cgroup = cg
+			}
+		}
+	}
+	return sb, nil
+}

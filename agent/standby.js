@@ -1,0 +1,89 @@
+// A node standby: a node process the agent starts (as root) ahead of any
+// request, so that a JavaScript (or compiled TypeScript) execution skips node's
+// start-up. Node cannot fork a prepared interpreter, so each execution gets a
+// standby of its own, started fresh. It has its stdin, stdout and stderr (pipes
+// to the agent), its limits, process group and cgroup already; fd 3 is its
+// control socket. It says "ready", waits for one request ({code, env, dir}),
+// drops to the sandbox user for good, takes the working directory and
+// environment, and runs the code as `node -e` would (a CommonJS script named
+// [eval] with require, module, exports, __filename and __dirname). When node
+// exits it closes its output and reports its exit status and resource usage on
+// the control socket. Its one argument is JSON: uid and gid.
+// Everything is inside a function: the code runs in the global scope, where
+// the names of this script must not be.
+(() => {
+  'use strict';
+  const fs = require('fs');
+  const path = require('path');
+  const vm = require('vm');
+  const Module = require('module');
+
+  const CONTROL = 3;
+  const config = JSON.parse(process.argv[1]);
+  process.argv.length = 1; // as under node -e
+
+  // What the request's path would do first, done now: the compiler, the module
+  // loader. (The stdio streams are left to the code, as under node -e: making one
+  // changes how its descriptor blocks.)
+  vm.runInThisContext('0', { filename: '[prepare]' });
+  Module.createRequire(path.join('/', '[eval]'));
+
+  fs.writeSync(CONTROL, 'ready');
+  const buf = Buffer.alloc(4 << 20);
+  let n;
+  for (;;) {
+    try {
+      n = fs.readSync(CONTROL, buf, 0, buf.length, null);
+      break;
+    } catch (e) {
+      if (e.code !== 'EINTR' && e.code !== 'EAGAIN') throw e;
+    }
+  }
+  if (n <= 0) process.exit(0); // the agent let it go
+  const req = JSON.parse(buf.toString('utf8', 0, n));
+
+  try {
+    process.setgroups([]);
+    process.setgid(config.gid);
+    process.setuid(config.uid);
+    process.chdir(req.dir);
+    for (const k of Object.keys(process.env)) delete process.env[k];
+    Object.assign(process.env, req.env);
+  } catch (e) {
+    fs.writeSync(2, `faas: setting up the process failed: ${e}\n`);
+    process.exit(127);
+  }
+
+  // Node prints an uncaught exception after 'exit' is emitted: then the process
+  // reports nothing (the agent kills an execution's processes once it has the
+  // report) and its exit status comes from its end, after the message.
+  let uncaught = false;
+  process.on('uncaughtExceptionMonitor', () => {
+    uncaught = true;
+  });
+  process.on('exit', (code) => {
+    if (uncaught) return;
+    // Output ends here: the agent reads to the end without waiting for this
+    // process to be torn down.
+    for (const fd of [0, 1, 2]) {
+      try {
+        fs.closeSync(fd);
+      } catch {}
+    }
+    const u = process.resourceUsage();
+    try {
+      fs.writeSync(CONTROL, JSON.stringify({ status: code & 0xff, utime_us: u.userCPUTime, stime_us: u.systemCPUTime, maxrss_kb: u.maxRSS }));
+    } catch {}
+  });
+
+  const filename = path.join(process.cwd(), '[eval]');
+  const main = new Module('[eval]');
+  main.filename = filename;
+  main.paths = Module._nodeModulePaths(process.cwd());
+  globalThis.module = main;
+  globalThis.exports = main.exports;
+  globalThis.require = Module.createRequire(filename);
+  globalThis.__filename = '[eval]';
+  globalThis.__dirname = '.';
+  vm.runInThisContext(req.code, { filename: '[eval]' });
+})();
