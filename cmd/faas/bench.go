@@ -281,7 +281,9 @@ func benchScenarios() []benchScenario {
 		{id: "throughput-32", name: "throughput python print(1), 32 concurrent clients", server: stockedServer,
 			target: "–", seed: "–", run: throughput(32)},
 		{id: "cached", name: "cached (warm) python print(1), HTTP end to end", server: stockedServer,
-			target: "p50 ≤ 5 ms", targetMS: 5, seed: "5 ms (warm)", run: cachedExecution},
+			target: "p50 ≤ 5 ms", targetMS: 5, seed: "5 ms (warm)", run: cachedExecution(client.LanguagePython, pythonPrint)},
+		{id: "cached-js", name: "cached (warm) javascript console.log(1), HTTP end to end", server: stockedServer,
+			target: "–", seed: "–", run: cachedExecution(client.LanguageJavaScript, nodePrint)},
 		{id: "cached-throughput-8", name: "throughput cached python print(1), 8 concurrent clients", server: stockedServer,
 			target: "≥ 200 exec/s", seed: "–", run: cachedThroughput},
 		{id: "warm-memory", name: "prewarm one python sandbox (time); idle memory per warm sandbox (note)", server: stockedServer,
@@ -562,13 +564,15 @@ func throughputOf(ctx context.Context, b *bench, clients int, req client.Execute
 // cachedExecution measures a warm execution in a reused sandbox. Before each run
 // (untimed) it waits for the previous run's sandbox to be back in the pool, so
 // every measured run is a hit.
-func cachedExecution(ctx context.Context, b *bench) (benchResult, error) {
-	req := client.ExecuteRequest{Language: client.LanguagePython, Code: pythonPrint, Mode: client.ModeCached}
-	if err := b.srv.executePrintsOne(ctx, req); err != nil {
-		return benchResult{}, notAvailableOr(err, false)
+func cachedExecution(language, code string) func(context.Context, *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		req := client.ExecuteRequest{Language: language, Code: code, Mode: client.ModeCached}
+		if err := b.srv.executePrintsOne(ctx, req); err != nil {
+			return benchResult{}, notAvailableOr(err, false)
+		}
+		ds, err := b.measure(ctx, b.srv.waitWarm, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
+		return benchResult{durations: ds}, err
 	}
-	ds, err := b.measure(ctx, b.srv.waitWarm, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
-	return benchResult{durations: ds}, err
 }
 
 // cachedThroughput runs cached executions back to back from 8 clients of one
