@@ -28,10 +28,10 @@ func (s *Server) startNodeStandbys(w Warm) *zygote {
 		sb, err := s.startNodeStandby(w)
 		if err != nil {
 			s.logf("starting a node standby: %v", err)
-			z.arrive(sb, false)
-			return
 		}
-		z.arrive(sb, standbyReady(sb.control))
+		if !z.arrive(sb, err == nil && standbyReady(sb.control)) {
+			z.kill() // given up: executions start node themselves
+		}
 	}
 	z.owed = nodeStandbys
 	z.refill()
