@@ -49,6 +49,15 @@ func TestImages(t *testing.T) {
 	if out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"mode": "cached", "image": "faas-test/busybox:1", "command": "id -u"}); str(out["stdout"]) != "1000\n" {
 		t.Errorf("cached in the image: %v", out)
 	}
+	// An image without node: cached JavaScript cannot have a node standby; it
+	// fails as node -e would (not found), at once rather than after waiting for one.
+	start := time.Now()
+	if out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"mode": "cached", "image": "faas-test/busybox:1", "language": "javascript", "code": "console.log(1)"}); out["exit_code"].(float64) != 127 {
+		t.Errorf("cached javascript in an image without node: %v", out)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("cached javascript in an image without node took %v", took)
+	}
 	inst := mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"image": "faas-test/busybox:1"})
 	if out := instExec(t, s, str(inst["id"]), map[string]any{"command": "echo $GREETING > /tmp/f; cat /tmp/f; pwd"}); str(out["stdout"]) != "hello from the image\n/app\n" {
 		t.Errorf("instance of the image: %v", out)
