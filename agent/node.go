@@ -52,19 +52,11 @@ func (s *Server) startNodeStandby(w Warm) (standby, error) {
 	sb.control = fds[0]
 	theirs := os.NewFile(uintptr(fds[1]), "standby-control")
 	defer theirs.Close()
-	var stdio [3]*os.File // the process's ends
-	for i := range sb.stdio {
-		r, w, err := os.Pipe()
-		if err != nil {
-			closeFiles(stdio[:]...)
-			return sb, err
-		}
-		if i == 0 {
-			stdio[i], sb.stdio[i] = r, w
-		} else {
-			stdio[i], sb.stdio[i] = w, r
-		}
+	stdio, ours, err := stdioPipes()
+	if err != nil {
+		return sb, err
 	}
+	sb.stdio = ours
 	defer closeFiles(stdio[:]...)
 	cfg, _ := json.Marshal(map[string]int{"uid": w.UID, "gid": w.GID})
 	attr := &syscall.ProcAttr{

@@ -60,23 +60,33 @@ func (sb *standby) close() {
 	closeFiles(sb.stdio[:]...)
 }
 
-// giveStdio makes the pipes a new standby will use as its stdin, stdout and
-// stderr, and sends it their far ends (it takes them while it prepares).
-func (sb *standby) giveStdio() error {
-	var theirs [3]*os.File
-	for i := range sb.stdio {
+// stdioPipes makes the pipes of a process's stdin, stdout and stderr: its ends
+// (stdin's read end, the others' write ends) and ours.
+func stdioPipes() (theirs, ours [3]*os.File, err error) {
+	for i := range theirs {
 		r, w, err := os.Pipe()
 		if err != nil {
 			closeFiles(theirs[:]...)
-			closeFiles(sb.stdio[:]...)
-			return err
+			closeFiles(ours[:]...)
+			return [3]*os.File{}, [3]*os.File{}, err
 		}
 		if i == 0 {
-			theirs[i], sb.stdio[i] = r, w
+			theirs[i], ours[i] = r, w
 		} else {
-			theirs[i], sb.stdio[i] = w, r
+			theirs[i], ours[i] = w, r
 		}
 	}
+	return theirs, ours, nil
+}
+
+// giveStdio makes the pipes a new standby will use as its stdin, stdout and
+// stderr, and sends it their far ends (it takes them while it prepares).
+func (sb *standby) giveStdio() error {
+	theirs, ours, err := stdioPipes()
+	if err != nil {
+		return err
+	}
+	sb.stdio = ours
 	defer closeFiles(theirs[:]...)
 	rights := syscall.UnixRights(int(theirs[0].Fd()), int(theirs[1].Fd()), int(theirs[2].Fd()))
 	if err := syscall.Sendmsg(sb.control, []byte("stdio"), rights, nil, 0); err != nil {
