@@ -4,8 +4,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -65,28 +65,20 @@ func (s *Server) startNodeStandby(w Warm) (standby, error) {
 		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), theirs.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
+	// Its own pids cgroup (as a Python standby makes itself): what the execution
+	// starts is counted and killed with it.
+	p := &process{req: ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes}}
+	s.makeCgroupNamed(p, "standby-node-"+strconv.FormatUint(nodeStandbySeq.Add(1), 10))
 	s.forkMu.Lock()
-	restore := setChildLimits(ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes})
-	pid, err := syscall.ForkExec(node, []string{"node", "-e", nodeStandbyJS, string(cfg)}, attr)
-	restore()
+	pid, err := s.forkLocked(p, node, []string{"node", "-e", nodeStandbyJS, string(cfg)}, attr)
 	s.forkMu.Unlock()
 	if err != nil {
+		s.removeCgroup(p)
 		return sb, err
 	}
-	sb.PID = pid
-	if s.cgroups {
-		// Its own pids cgroup (as a Python standby makes itself): what the
-		// execution starts is counted and killed with it. It runs no user code
-		// before its request.
-		cg := filepath.Join(cgroupRoot, "standby-"+strconv.Itoa(pid))
-		if os.Mkdir(cg, 0o700) == nil {
-			if w.MaxProcs > 0 {
-				_ = os.WriteFile(filepath.Join(cg, "pids.max"), []byte(strconv.Itoa(w.MaxProcs)), 0)
-			}
-			if os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0) == nil {
-				sb.Cgroup = cg
-			}
-		}
-	}
+	sb.PID, sb.Cgroup = pid, p.cgroup
 	return sb, nil
 }
+
+// nodeStandbySeq numbers node standbys' cgroups.
+var nodeStandbySeq atomic.Uint64

@@ -454,6 +454,17 @@ func (s *Server) started(p *process, pid int, stdinW, outR, errR *os.File) {
 func (s *Server) forkExec(p *process, argv0 string, argv []string, attr *syscall.ProcAttr) (int, error) {
 	s.forkMu.Lock()
 	defer s.forkMu.Unlock()
+	pid, err := s.forkLocked(p, argv0, argv, attr)
+	if err != nil {
+		return 0, err
+	}
+	s.register(p, pid)
+	return pid, nil
+}
+
+// forkLocked starts a process with p's limits and moves it into p's cgroup.
+// Called with forkMu held (rlimits are per process).
+func (s *Server) forkLocked(p *process, argv0 string, argv []string, attr *syscall.ProcAttr) (int, error) {
 	restore := setChildLimits(p.req)
 	pid, err := syscall.ForkExec(argv0, argv, attr)
 	restore()
@@ -463,7 +474,6 @@ func (s *Server) forkExec(p *process, argv0 string, argv []string, attr *syscall
 	if p.cgroup != "" {
 		_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
 	}
-	s.register(p, pid)
 	return pid, nil
 }
 
