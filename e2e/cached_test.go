@@ -367,7 +367,12 @@ func TestPoolManagement(t *testing.T) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			_, _ = s.Client().Execute(cctx, client.ExecuteRequest{Language: "python", Code: "import time; time.sleep(6)", TimeoutMS: 30000})
+			// The reaped sandboxes may still be on their way out: the request
+			// waits for them to be gone rather than being refused.
+			res, err := s.Client().Execute(cctx, client.ExecuteRequest{Language: "python", Code: "import time; time.sleep(6)", TimeoutMS: 30000})
+			if err != nil || res.ExitCode != 0 {
+				t.Errorf("a long execution within the cap: %+v, %v", res, err)
+			}
 		}()
 	}
 	time.Sleep(3 * time.Second)
@@ -446,4 +451,21 @@ func TestPoolManagement(t *testing.T) {
 	if top := <-maxLive; top > 3 {
 		t.Errorf("%d sandboxes were live at once under a cap of three", top)
 	}
+
+	// Three clients each sending ephemeral requests one after another, at the cap
+	// of three: each request's sandbox is destroyed after its answer, and the
+	// client's next request waits for it to be gone rather than being refused.
+	for c := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 4 {
+				status, b, _ := s.DoWithKey(ctx, other, "POST", "/api/v1/execute", []byte(`{"code":"print(1)"}`))
+				if status != http.StatusOK {
+					t.Errorf("client %d, request %d, one after another within the cap: %d %s", c, i, status, b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -477,8 +477,10 @@ func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
 		e.pool.willReturn(k)
 	}
 	e.bg.Add(1)
+	left := e.boots.leave() // idle (evictable) or destroyed once put is done
 	go func() {
 		defer e.bg.Done()
+		defer left()
 		e.pool.put(k, b, healthy)
 	}()
 }
@@ -486,6 +488,7 @@ func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
 // destroyLater destroys a sandbox off the request's path.
 func (e *Engine) destroyLater(sb sandbox.Sandbox) {
 	e.bg.Add(1)
+	left := e.boots.leave()
 	go func() {
 		defer e.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -493,7 +496,8 @@ func (e *Engine) destroyLater(sb sandbox.Sandbox) {
 		if err := sb.Destroy(ctx); err != nil {
 			e.log.Warn("destroying sandbox", "sandbox", sb.ID(), "err", err)
 		}
-		e.stock.signal() // a slot is free: the stock may refill
+		left()           // a request waiting for a slot gets it first,
+		e.stock.signal() // then the stock may refill
 	}()
 }
 

@@ -23,6 +23,9 @@ type fakeDriver struct {
 	// count the creations under way (now and at most).
 	bootTime              time.Duration
 	creating, maxCreating atomic.Int64
+	// destroyTime, when set, is how long Destroy takes (the sandbox counts as
+	// live until it is over, as with gVisor).
+	destroyTime time.Duration
 }
 
 type fakeSandbox struct {
@@ -45,7 +48,7 @@ func (s *fakeSandbox) Stats(context.Context) (sandbox.Stats, error) {
 	return sandbox.Stats{MemoryBytes: 30 << 20}, nil
 }
 func (s *fakeSandbox) Destroy(context.Context) error {
-	s.once.Do(func() { s.stop(); s.d.live.Add(-1) })
+	s.once.Do(func() { time.Sleep(s.d.destroyTime); s.stop(); s.d.live.Add(-1) })
 	return nil
 }
 

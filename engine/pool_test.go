@@ -85,3 +85,56 @@ func TestCapHoldsWhileBooting(t *testing.T) {
 		t.Errorf("%d sandboxes booted at once; at most %d should", m, maxConcurrentBoots())
 	}
 }
+
+// TestCapWaitsForLeaving: at the cap, a request waits for a sandbox being destroyed
+// (an ephemeral one just used) rather than being refused, and the stock does not
+// take the slot it frees from the request.
+func TestCapWaitsForLeaving(t *testing.T) {
+	d := &fakeDriver{destroyTime: 200 * time.Millisecond}
+	e := New(Config{MaxSandboxes: 2, StockSize: 1}, d, nil)
+	defer e.Close(context.Background())
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.stock.len() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stock did not fill")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 5 { // one client at a time, each sandbox used once then destroyed
+		a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}) // from the stock, or booted
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+		if err != nil {
+			t.Fatalf("request %d, second sandbox: %v", i, err)
+		}
+		e.destroyLater(a)
+		e.destroyLater(b)
+		if live := d.Live(); live > 2 {
+			t.Fatalf("%d sandboxes live under a cap of 2", live)
+		}
+	}
+	// With nothing leaving, a request at the cap is refused at once.
+	a, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Destroy(ctx)
+	b, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Destroy(ctx)
+	for leaving := 1; leaving > 0; {
+		e.boots.mu.Lock()
+		leaving = e.boots.leaving
+		e.boots.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := e.fresh(ctx, sandbox.Spec{Image: "host"}); !errors.Is(err, ErrBusy) || time.Since(start) > 2*time.Second {
+		t.Errorf("at the cap with nothing leaving: %v after %v", err, time.Since(start))
+	}
+}

@@ -143,10 +143,17 @@ func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
 // boots counts the sandboxes being created (the driver counts them only once
 // they run), so that the sandbox cap holds however many boot at once, and bounds
 // how many boot at a time: a boot takes a core for a fraction of a second, and
-// dozens at once on a small machine each take many seconds.
+// dozens at once on a small machine each take many seconds. It also counts the
+// sandboxes about to make room: being destroyed (the driver counts them until
+// they are gone) or being reset to go idle in a warm pool (where they can be
+// evicted), so that a request at the cap waits for them rather than being
+// refused.
 type boots struct {
 	mu      sync.Mutex
 	booting int
+	leaving int
+	waiting int           // requests waiting for a leaving sandbox
+	left    chan struct{} // closed (and replaced) when a leaving sandbox has left
 	slots   chan struct{}
 }
 
@@ -154,13 +161,39 @@ type boots struct {
 // two (one boot waits on I/O part of the time).
 func maxConcurrentBoots() int { return max(2, runtime.NumCPU()) }
 
-// reserve makes sure one more sandbox may be created: below the cap (counting
-// those booting), or, when evict is set, after evicting the least recently used
-// idle pooled sandbox; it fails with ErrBusy at the cap. It then waits for a turn
-// to boot. The caller creates the sandbox and calls booted (whether or not the
-// creation succeeded).
-func (e *Engine) reserve(ctx context.Context, evict bool) (booted func(), err error) {
-	if err := e.countBoot(ctx, evict); err != nil {
+// maxLeavingWait bounds how long a request at the sandbox cap waits for leaving
+// sandboxes (a destroy or a reset takes a fraction of a second).
+const maxLeavingWait = 10 * time.Second
+
+// leave counts one sandbox about to make room; the function it returns counts it
+// gone (destroyed, or idle in a pool).
+func (bs *boots) leave() (left func()) {
+	bs.mu.Lock()
+	bs.leaving++
+	bs.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			bs.mu.Lock()
+			bs.leaving--
+			if bs.left != nil {
+				close(bs.left)
+				bs.left = nil
+			}
+			bs.mu.Unlock()
+		})
+	}
+}
+
+// reserve makes sure one more sandbox may be created below the cap, counting
+// those booting. For a request (request set) at the cap, it waits for leaving
+// sandboxes (see boots), then evicts the least recently used idle pooled
+// sandbox; background work (request unset) does neither, and leaves a slot
+// freed to a request waiting for one. It fails with ErrBusy at the cap. It then
+// waits for a turn to boot. The caller creates the sandbox and calls booted
+// (whether or not the creation succeeded).
+func (e *Engine) reserve(ctx context.Context, request bool) (booted func(), err error) {
+	if err := e.countBoot(ctx, request); err != nil {
 		return nil, err
 	}
 	uncount := func() {
@@ -183,26 +216,69 @@ func (e *Engine) reserve(ctx context.Context, evict bool) (booted func(), err er
 	}, nil
 }
 
-// countBoot counts one more sandbox booting if the cap allows it (after evicting
-// an idle pooled sandbox when evict is set and that makes room).
-func (e *Engine) countBoot(ctx context.Context, evict bool) error {
+// countBoot counts one more sandbox booting if the cap allows it; see reserve.
+func (e *Engine) countBoot(ctx context.Context, request bool) error {
 	limit := e.cfg.MaxSandboxes
-	for tries := 0; ; tries++ {
-		e.boots.mu.Lock()
-		if limit <= 0 || e.driver.Live()+e.boots.booting < limit {
-			e.boots.booting++
-			e.boots.mu.Unlock()
+	busy := fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+	bs := &e.boots
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	waiting := false // counted in bs.waiting
+	defer func() {
+		if waiting {
+			bs.waiting--
+		}
+	}()
+	var deadline <-chan time.Time
+	for evicted := false; ; {
+		free := limit <= 0 || e.driver.Live()+bs.booting < limit
+		if free && (request || bs.waiting == 0) {
+			bs.booting++
 			return nil
 		}
-		e.boots.mu.Unlock()
-		if !evict || tries > 0 {
-			return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+		if !request {
+			return busy
+		}
+		if bs.leaving > 0 {
+			if bs.left == nil {
+				bs.left = make(chan struct{})
+			}
+			left := bs.left
+			if !waiting {
+				waiting = true
+				bs.waiting++
+			}
+			if deadline == nil {
+				t := time.NewTimer(maxLeavingWait)
+				defer t.Stop()
+				deadline = t.C
+			}
+			bs.mu.Unlock()
+			var err error
+			select {
+			case <-left:
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-deadline:
+				err = busy
+			}
+			bs.mu.Lock()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if evicted {
+			return busy
 		}
 		b := e.pool.evictOldest()
 		if b == nil {
-			return fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+			return busy
 		}
+		evicted = true
+		bs.mu.Unlock()
 		_ = b.Destroy(ctx)
+		bs.mu.Lock()
 	}
 }
 
