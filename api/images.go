@@ -66,6 +66,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.engine.ImagesAdded()
 	out := make([]ImageResponse, 0, len(imgs))
 	for _, img := range imgs {
 		out = append(out, toImageResponse(img))
@@ -96,6 +97,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.engine.ImagesAdded()
 	writeJSON(w, http.StatusCreated, toImageResponse(img))
 }
 

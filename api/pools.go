@@ -49,11 +49,24 @@ type PoolsResponse struct {
 	Stock stock  `json:"stock"`
 }
 
+// stock is the whole stock (target, ready and booted over every image; languages
+// those of the host image's), then per image and languages (targets).
 type stock struct {
+	Target    int           `json:"target"`
+	Ready     int           `json:"ready"`
+	Booted    int64         `json:"booted"`
+	Languages []string      `json:"languages"`
+	Targets   []stockTarget `json:"targets"`
+}
+
+type stockTarget struct {
+	Image     string   `json:"image"`
+	Languages []string `json:"languages"`
 	Target    int      `json:"target"`
 	Ready     int      `json:"ready"`
 	Booted    int64    `json:"booted"`
-	Languages []string `json:"languages"`
+	// Error is why the image cannot be stocked now (not pulled, say).
+	Error string `json:"error,omitempty"`
 }
 
 func (s *Server) prewarm(w http.ResponseWriter, r *http.Request) {
@@ -107,9 +120,18 @@ func (s *Server) pools(w http.ResponseWriter, r *http.Request) {
 		resp.Pools = append(resp.Pools, pl)
 	}
 	ss := s.engine.Stock()
-	resp.Stock = stock{Target: ss.Target, Ready: ss.Ready, Booted: ss.Booted, Languages: ss.Languages}
-	if resp.Stock.Languages == nil {
-		resp.Stock.Languages = []string{}
+	resp.Stock = stock{Target: ss.Target, Ready: ss.Ready, Booted: ss.Booted, Languages: nonNil(ss.Languages), Targets: []stockTarget{}}
+	for _, sh := range ss.Shelves {
+		resp.Stock.Targets = append(resp.Stock.Targets, stockTarget{Image: sh.Image, Languages: nonNil(sh.Languages),
+			Target: sh.Size, Ready: sh.Ready, Booted: sh.Booted, Error: sh.Error})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// nonNil makes a nil list an empty one (a JSON array, not null).
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,97 @@ func TestImages(t *testing.T) {
 	}
 	if status, _ := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"image": "faas-test/busybox:1", "command": "true"}); status != http.StatusNotFound {
 		t.Errorf("removed image still runs: %d", status)
+	}
+}
+
+// TestStockImages keeps a stock of pre-booted sandboxes of an image (configured
+// before the image is there) and of the host image for JavaScript, and checks
+// that requests take them and that the image can still be removed.
+func TestStockImages(t *testing.T) {
+	const ref = "faas-test/busybox:stock"
+	s := testserver.Start(t, testserver.Options{Env: []string{
+		"FAAS_STOCK=0", "FAAS_STOCK_IMAGES=bash@" + ref + "=2,javascript@host=1",
+	}})
+	ctx := context.Background()
+	type target struct {
+		Image     string
+		Languages []string
+		Target    int
+		Ready     int
+		Booted    int
+		Error     string
+	}
+	stock := func() map[string]target {
+		t.Helper()
+		var p struct{ Stock struct{ Targets []target } }
+		status, b, _ := s.Do(ctx, "GET", "/api/v1/pools", nil)
+		if status != http.StatusOK || json.Unmarshal(b, &p) != nil {
+			t.Fatalf("pools: %d %s", status, b)
+		}
+		out := map[string]target{}
+		for _, tg := range p.Stock.Targets {
+			out[tg.Image] = tg
+		}
+		return out
+	}
+	// waitFor waits until the image's stock has ready sandboxes, booted so far.
+	waitFor := func(image string, ready, booted int, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			tg := stock()[image]
+			if tg.Ready == ready && tg.Booted == booted {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stock of %s: %+v, want %d ready, %d booted", image, tg, ready, booted)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	waitFor("host", 1, 1, time.Minute)
+	if tg := stock()[ref]; tg.Target != 2 || tg.Ready != 0 || !strings.Contains(tg.Error, ref) || !slices.Equal(tg.Languages, []string{"bash"}) {
+		t.Errorf("stock of an image not imported yet: %+v", tg)
+	}
+	// Importing the image fills its stock at once (not at the next retry, 30 s on).
+	archive := busyboxImage(t, ref, nil)
+	if status, b, _ := s.Do(ctx, "POST", "/api/v1/images/import", archive); status != http.StatusCreated {
+		t.Fatalf("import: %d %s", status, b)
+	}
+	waitFor(ref, 2, 2, 20*time.Second)
+	if tg := stock()[ref]; tg.Error != "" {
+		t.Errorf("stock of an imported image: %+v", tg)
+	}
+
+	// An ephemeral execution in the image takes a stocked sandbox (which the
+	// stock replaces) and runs in the image.
+	out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"image": ref, "command": "echo $GREETING; pwd"})
+	if got := str(out["stdout"]); got != "hello from the image\n/app\n" {
+		t.Errorf("ephemeral in a stocked image: %v", out)
+	}
+	waitFor(ref, 2, 3, 20*time.Second)
+	// So does a cached execution's first request (its pool's first sandbox).
+	out = mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"mode": "cached", "image": ref, "command": "id -u"})
+	if str(out["stdout"]) != "1000\n" {
+		t.Errorf("cached in a stocked image: %v", out)
+	}
+	waitFor(ref, 2, 4, 20*time.Second)
+	// Cached JavaScript takes the host sandbox stocked with a node standby.
+	out = mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"mode": "cached", "language": "javascript", "code": "console.log(6 * 7)"})
+	if str(out["stdout"]) != "42\n" || out["warm"] != false {
+		t.Errorf("cached javascript from the stock: %v", out)
+	}
+	waitFor("host", 1, 2, 20*time.Second)
+
+	// The stocked sandboxes do not keep the image from being removed (the idle
+	// cached sandbox does not either); its stock is then empty.
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/images/"+ref, nil)
+	if tg := stock()[ref]; tg.Ready != 0 {
+		t.Errorf("stock of a removed image: %+v", tg)
+	}
+	// A request for it now fails as for any unknown image.
+	if status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"image": ref, "command": "true"}); status != http.StatusNotFound {
+		t.Errorf("a removed image: %d %v", status, out)
 	}
 }

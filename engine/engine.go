@@ -37,6 +37,9 @@ type Config struct {
 	StockSize int
 	// StockLanguages are the languages whose zygote stocked sandboxes start ahead.
 	StockLanguages []string
+	// StockTargets are further stocks, per image: StockSize and StockLanguages
+	// make the host image's.
+	StockTargets []StockTarget
 	// MaxSandboxes caps the sandboxes alive at once; a request beyond it is answered
 	// ErrBusy (after evicting an idle warm sandbox, if there is one). 0: no cap.
 	MaxSandboxes int
@@ -117,7 +120,7 @@ func New(cfg Config, driver sandbox.Driver, st *store.Store) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: cfg, log: cfg.Logger, driver: driver, store: st, ctx: ctx, cancel: cancel}
 	e.boots.slots = make(chan struct{}, maxConcurrentBoots())
-	e.stock = newStock(e, cfg.StockSize)
+	e.stock = newStock(e, append([]StockTarget{{Image: HostImage, Languages: cfg.StockLanguages, Size: cfg.StockSize}}, cfg.StockTargets...))
 	e.pool = newPool(e)
 	e.quotas = newQuotas(cfg.Quota)
 	e.lives = &lives{m: make(map[string]*Live)}
@@ -187,19 +190,37 @@ func (e *Engine) Close(ctx context.Context) error {
 // Pools returns the warm pool statistics of an account ("" for every account).
 func (e *Engine) Pools(account string) []PoolStats { return e.pool.snapshot(account) }
 
-// StockStats describes the stock of never-used sandboxes.
+// StockStats describes the stock of never-used sandboxes: Target, Ready and
+// Booted over every shelf, Languages those of the host image's; Shelves one by one.
 type StockStats struct {
 	Target    int
 	Ready     int
 	Booted    int64
 	Languages []string
+	Shelves   []ShelfStats
+}
+
+// ShelfStats describes the stock of one StockTarget.
+type ShelfStats struct {
+	StockTarget
+	Ready  int
+	Booted int64
+	// Error is why the image cannot be stocked now ("" when it can).
+	Error string
 }
 
 // Stock returns the stock's statistics.
 func (e *Engine) Stock() StockStats {
 	e.stock.mu.Lock()
 	defer e.stock.mu.Unlock()
-	return StockStats{Target: e.stock.size, Ready: len(e.stock.ready), Booted: e.stock.booted, Languages: e.cfg.StockLanguages}
+	st := StockStats{Languages: e.cfg.StockLanguages}
+	for _, sh := range e.stock.shelves {
+		st.Target += sh.Size
+		st.Ready += len(sh.ready)
+		st.Booted += sh.booted
+		st.Shelves = append(st.Shelves, ShelfStats{StockTarget: sh.StockTarget, Ready: len(sh.ready), Booted: sh.booted, Error: sh.failing})
+	}
+	return st
 }
 
 // Prewarm readies count warm sandboxes (with the language's zygote running) in the
@@ -222,7 +243,7 @@ func (e *Engine) Prewarm(ctx context.Context, account, image, language string, c
 		st := p.statsFor(k)
 		st.InUse++
 		p.mu.Unlock()
-		b, err := e.fresh(ctx, spec)
+		b, err := e.fresh(ctx, spec, r.Language)
 		if err != nil {
 			p.release(k)
 			if errors.Is(err, ErrBusy) && added > 0 {
@@ -372,9 +393,9 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 	var warm bool
 	switch req.Mode {
 	case ModeCached:
-		b, warm, err = e.pool.take(ctx, key, spec)
+		b, warm, err = e.pool.take(ctx, key, spec, req.Language)
 	default:
-		b, err = e.fresh(ctx, spec)
+		b, err = e.fresh(ctx, spec, req.Language)
 	}
 	if err != nil {
 		return nil, err

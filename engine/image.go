@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/faas-platform/faas/sandbox"
 )
@@ -99,6 +100,23 @@ func userOf(cfg ImageConfig) (int, int) {
 	return uid, gid
 }
 
-// FreeImages destroys the idle warm sandboxes that hold images other than the
-// host image, so that those images can be removed; it returns once they are gone.
-func (e *Engine) FreeImages(ctx context.Context) { e.pool.evictImages(ctx) }
+// FreeImages destroys the idle warm sandboxes and the stocked sandboxes that
+// hold images other than the host image, so that those images can be removed; it
+// returns once they are gone.
+func (e *Engine) FreeImages(ctx context.Context) {
+	e.stock.dropImages(ctx)
+	e.pool.evictImages(ctx)
+}
+
+// ImagesAdded tells the engine that images were pulled or imported: a stock of
+// an image that could not be resolved tries again now.
+func (e *Engine) ImagesAdded() {
+	e.stock.mu.Lock()
+	for _, sh := range e.stock.shelves {
+		if sh.failing != "" {
+			sh.retryAt = time.Time{}
+		}
+	}
+	e.stock.mu.Unlock()
+	e.stock.signal()
+}

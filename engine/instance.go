@@ -157,7 +157,7 @@ func (e *Engine) CreateInstance(ctx context.Context, r InstanceRequest) (Instanc
 		// A restored sandbox keeps the writable layer size it was checkpointed with.
 		b, err = e.restore(ctx, snap)
 	} else {
-		b, err = e.fresh(ctx, in.spec())
+		b, err = e.fresh(ctx, in.spec(), "")
 	}
 	if err != nil {
 		release()
@@ -617,7 +617,7 @@ func (e *Engine) StartInstance(ctx context.Context, account, id string) (Instanc
 	if err != nil {
 		return InstanceInfo{}, err
 	}
-	b, err := e.fresh(ctx, in.spec())
+	b, err := e.fresh(ctx, in.spec(), "")
 	if err != nil {
 		release()
 		return InstanceInfo{}, err

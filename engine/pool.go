@@ -91,8 +91,8 @@ func (p *pool) statsFor(k poolKey) *PoolStats {
 }
 
 // take returns a warm sandbox of the account for spec: an idle one (a hit) or a
-// fresh one (a miss). hit reports which.
-func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, hit bool, err error) {
+// fresh one (a miss), for language. hit reports which.
+func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec, language string) (b *box, hit bool, err error) {
 	p.mu.Lock()
 	st := p.statsFor(k)
 	var deadline <-chan time.Time
@@ -146,7 +146,7 @@ func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec) (b *box, 
 	st.Misses++
 	st.InUse++
 	p.mu.Unlock()
-	b, err = p.e.fresh(ctx, spec)
+	b, err = p.e.fresh(ctx, spec, language)
 	if err != nil {
 		p.release(k)
 		return nil, false, err

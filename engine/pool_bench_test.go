@@ -94,7 +94,7 @@ func BenchmarkPoolTakePut(b *testing.B) {
 	k := poolKey{account: "a", image: "host"}
 	spec := sandbox.Spec{Image: "host"}
 	ctx := context.Background()
-	box, _, err := e.pool.take(ctx, k, spec)
+	box, _, err := e.pool.take(ctx, k, spec, "python")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func BenchmarkPoolTakePut(b *testing.B) {
 	e.pool.put(k, box, true)
 	b.ResetTimer()
 	for range b.N {
-		box, hit, err := e.pool.take(ctx, k, spec)
+		box, hit, err := e.pool.take(ctx, k, spec, "python")
 		if err != nil || !hit {
 			b.Fatalf("take: hit %v, %v", hit, err)
 		}

@@ -21,7 +21,7 @@ func TestPoolWaitsForReturningSandbox(t *testing.T) {
 	k := poolKey{account: "a", image: "host"}
 	spec := sandbox.Spec{Image: "host"}
 	ctx := context.Background()
-	first, hit, err := e.pool.take(ctx, k, spec)
+	first, hit, err := e.pool.take(ctx, k, spec, "python")
 	if err != nil || hit {
 		t.Fatalf("first take: hit %v, %v", hit, err)
 	}
@@ -31,7 +31,7 @@ func TestPoolWaitsForReturningSandbox(t *testing.T) {
 		e.pool.put(k, first, true)
 	}()
 	start := time.Now()
-	second, hit, err := e.pool.take(ctx, k, spec)
+	second, hit, err := e.pool.take(ctx, k, spec, "python")
 	if err != nil || !hit || second != first {
 		t.Fatalf("second take: hit %v, same sandbox %v, %v", hit, second == first, err)
 	}
@@ -43,7 +43,7 @@ func TestPoolWaitsForReturningSandbox(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	// Nothing returning: the next take boots at once.
-	third, hit, err := e.pool.take(ctx, k, spec)
+	third, hit, err := e.pool.take(ctx, k, spec, "python")
 	if err != nil || hit || third == first {
 		t.Fatalf("third take: hit %v, %v", hit, err)
 	}
@@ -65,7 +65,7 @@ func TestCapHoldsWhileBooting(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := e.fresh(context.Background(), sandbox.Spec{Image: "host"})
+			b, err := e.fresh(context.Background(), sandbox.Spec{Image: "host"}, "python")
 			switch {
 			case err == nil:
 				got.Add(1)
@@ -102,11 +102,11 @@ func TestCapWaitsForLeaving(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for i := range 5 { // one client at a time, each sandbox used once then destroyed
-		a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}) // from the stock, or booted
+		a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python") // from the stock, or booted
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		b, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+		b, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python")
 		if err != nil {
 			t.Fatalf("request %d, second sandbox: %v", i, err)
 		}
@@ -117,12 +117,12 @@ func TestCapWaitsForLeaving(t *testing.T) {
 		}
 	}
 	// With nothing leaving, a request at the cap is refused at once.
-	a, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+	a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Destroy(ctx)
-	b, err := e.fresh(ctx, sandbox.Spec{Image: "host"})
+	b, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestCapWaitsForLeaving(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	start := time.Now()
-	if _, err := e.fresh(ctx, sandbox.Spec{Image: "host"}); !errors.Is(err, ErrBusy) || time.Since(start) > 2*time.Second {
+	if _, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python"); !errors.Is(err, ErrBusy) || time.Since(start) > 2*time.Second {
 		t.Errorf("at the cap with nothing leaving: %v after %v", err, time.Since(start))
 	}
 }

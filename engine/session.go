@@ -216,7 +216,7 @@ func (e *Engine) newSession(ctx context.Context, account, id, language string, s
 		}
 		s.b = b
 	} else {
-		b, err := e.fresh(ctx, spec)
+		b, err := e.fresh(ctx, spec, language)
 		if err != nil {
 			return fail(err)
 		}

@@ -4,31 +4,98 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/faas-platform/faas/sandbox"
 )
 
-// stock keeps pre-booted, never-used sandboxes of the default spec, with the
-// zygotes of StockLanguages already running, so a request skips the boot and the
-// interpreter start. A stocked sandbox is handed out once: to an ephemeral
-// execution (destroyed after) or to an account's warm pool (never to another
-// account). The stock refills in the background.
-type stock struct {
-	e      *Engine
-	size   int
-	mu     sync.Mutex
-	ready  []*box
-	kick   chan struct{}
-	done   chan struct{}
-	closed bool
-	booted int64
+// StockTarget is how many pre-booted, never-used sandboxes of an image the stock
+// keeps, with the zygotes of Languages already running.
+type StockTarget struct {
+	Image     string // HostImage or an image reference the image store holds
+	Languages []string
+	Size      int
 }
 
-func newStock(e *Engine, size int) *stock {
-	s := &stock{e: e, size: size, kick: make(chan struct{}, 1), done: make(chan struct{})}
-	if size > 0 {
+// ParseStockTargets reads stock targets written as comma-separated
+// LANGUAGE[+LANGUAGE]@IMAGE=SIZE items, e.g.
+// "python@python:3.12-slim=2,javascript@node:20=1" ("" is none).
+func ParseStockTargets(s string) ([]StockTarget, error) {
+	var out []StockTarget
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		bad := func(why string) error {
+			return fmt.Errorf("stock target %q: %s (want LANGUAGE[+LANGUAGE]@IMAGE=SIZE, e.g. python@python:3.12-slim=2)", item, why)
+		}
+		langs, rest, ok := strings.Cut(item, "@")
+		i := strings.LastIndex(rest, "=")
+		if !ok || i < 0 {
+			return nil, bad("malformed")
+		}
+		t := StockTarget{Image: strings.TrimSpace(rest[:i])}
+		n, err := strconv.Atoi(strings.TrimSpace(rest[i+1:]))
+		if err != nil || n < 1 || n > 64 {
+			return nil, bad("the size must be a number from 1 to 64")
+		}
+		t.Size = n
+		if t.Image == "" || strings.ContainsAny(t.Image, " \t") {
+			return nil, bad("no image")
+		}
+		for _, l := range strings.Split(langs, "+") {
+			canon, ok := languages[strings.ToLower(strings.TrimSpace(l))]
+			if !ok {
+				return nil, bad(fmt.Sprintf("unknown language %q", strings.TrimSpace(l)))
+			}
+			t.Languages = append(t.Languages, canon)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// stock keeps pre-booted, never-used sandboxes, one shelf per StockTarget, so a
+// request skips the boot and the interpreter start. A stocked sandbox is handed
+// out once: to an ephemeral execution (destroyed after) or to an account's warm
+// pool (never to another account). The stock refills in the background.
+type stock struct {
+	e       *Engine
+	mu      sync.Mutex
+	shelves []*shelf
+	kick    chan struct{}
+	done    chan struct{}
+	closed  bool
+}
+
+// shelf holds the stocked sandboxes of one target.
+type shelf struct {
+	StockTarget
+	ready  []*box
+	booted int64
+	// retryAt holds off refilling after a failure to resolve the image (not
+	// pulled yet, or being removed); failing is that error, logged once.
+	retryAt time.Time
+	failing string
+}
+
+// stockRetry is how long a shelf whose image cannot be resolved waits before
+// trying again.
+const stockRetry = 30 * time.Second
+
+func newStock(e *Engine, targets []StockTarget) *stock {
+	s := &stock{e: e, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	for _, t := range targets {
+		if t.Size > 0 {
+			s.shelves = append(s.shelves, &shelf{StockTarget: t})
+		}
+	}
+	if len(s.shelves) > 0 {
 		go s.refill()
 		s.signal()
 	} else {
@@ -37,10 +104,15 @@ func newStock(e *Engine, size int) *stock {
 	return s
 }
 
+// len is how many sandboxes are stocked, over every shelf.
 func (s *stock) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.ready)
+	n := 0
+	for _, sh := range s.shelves {
+		n += len(sh.ready)
+	}
+	return n
 }
 
 func (s *stock) signal() {
@@ -54,14 +126,24 @@ func (s *stock) signal() {
 // replacement starts booting (at the latest).
 const stockRefillDelay = 200 * time.Millisecond
 
-// pop returns a stocked sandbox, or nil.
-func (s *stock) pop() *box {
+// pop returns a stocked sandbox with spec's root filesystem (the resolved image:
+// "" for the host image), preferably with language's zygote running, or nil.
+func (s *stock) pop(spec sandbox.Spec, language string) *box {
 	for {
 		s.mu.Lock()
+		var from *shelf
+		for _, sh := range s.shelves {
+			if len(sh.ready) == 0 || sh.ready[0].Spec().RootFS != spec.RootFS {
+				continue
+			}
+			if from == nil || !from.warms(language) && sh.warms(language) {
+				from = sh
+			}
+		}
 		var b *box
-		if len(s.ready) > 0 { // the oldest: the most settled
-			b = s.ready[0]
-			s.ready = s.ready[1:]
+		if from != nil { // the oldest: the most settled
+			b = from.ready[0]
+			from.ready = from.ready[1:]
 		}
 		s.mu.Unlock()
 		if b == nil {
@@ -77,6 +159,12 @@ func (s *stock) pop() *box {
 		}
 		return b
 	}
+}
+
+// warms reports whether the shelf's sandboxes run language's zygote.
+func (sh *shelf) warms(language string) bool {
+	z := zygoteLanguage(language)
+	return z != "" && slices.ContainsFunc(sh.Languages, func(l string) bool { return zygoteLanguage(l) == z })
 }
 
 // alive asks a sandbox's agent to answer (well under a millisecond when it is
@@ -104,27 +192,30 @@ func agentUp(b *box) bool {
 	}
 }
 
-// fresh returns a never-used sandbox for spec: from the stock when one is ready
-// (resized to spec's limits), otherwise a newly created one. At the sandbox cap it
-// evicts an idle pooled sandbox, or fails with ErrBusy.
-func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec) (*box, error) {
-	if spec.Image == "host" {
-		if b := e.stock.pop(); b != nil {
-			r, ok := b.Sandbox.(sandbox.Resizer)
-			if !ok {
-				return b, nil
-			}
-			err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB)
-			if err == nil {
-				return b, nil
-			}
-			e.log.Warn("resizing stocked sandbox", "sandbox", b.ID(), "err", err)
-			e.destroyLater(b)
-		}
-	}
+// fresh returns a never-used sandbox for spec: from the stock when one of its
+// image is ready (resized to spec's limits; preferably one running language's
+// zygote), otherwise a newly created one. At the sandbox cap it evicts an idle
+// pooled sandbox, or fails with ErrBusy.
+func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec, language string) (*box, error) {
 	cfg, release, err := e.withImage(&spec)
 	if err != nil {
 		return nil, err
+	}
+	if b := e.stock.pop(spec, language); b != nil {
+		release() // the stocked sandbox holds its image
+		r, ok := b.Sandbox.(sandbox.Resizer)
+		if !ok {
+			return b, nil
+		}
+		err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB)
+		if err == nil {
+			return b, nil
+		}
+		e.log.Warn("resizing stocked sandbox", "sandbox", b.ID(), "err", err)
+		e.destroyLater(b)
+		if cfg, release, err = e.withImage(&spec); err != nil {
+			return nil, err
+		}
 	}
 	booted, err := e.reserve(ctx, true)
 	if err != nil {
@@ -284,44 +375,124 @@ func (e *Engine) countBoot(ctx context.Context, request bool) error {
 
 func (s *stock) refill() {
 	defer close(s.done)
-	l := s.e.cfg.Limits
-	spec := sandbox.Spec{Image: "host", CPUCores: l.DefaultCPUCores, MemoryMB: l.DefaultMemoryMB}
+	retry := time.NewTicker(stockRetry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-s.e.ctx.Done():
 			return
 		case <-s.kick:
+		case <-retry.C:
 		}
-		for s.len() < s.size {
-			booted, err := s.e.reserve(s.e.ctx, false) // never evicts a warm sandbox
-			if err != nil {
-				break // at the cap (or closing)
+		for {
+			sh := s.neediest()
+			if sh == nil || !s.fill(sh) {
+				break
 			}
-			sb, err := s.e.driver.Create(s.e.ctx, spec)
-			booted()
-			if err != nil {
-				if s.e.ctx.Err() != nil {
-					return
-				}
-				s.e.log.Warn("filling sandbox stock", "err", err)
-				select {
-				case <-s.e.ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-				continue
-			}
-			b := &box{Sandbox: sb}
-			s.e.warmUp(s.e.ctx, b, s.e.cfg.StockLanguages)
-			s.mu.Lock()
-			if s.closed {
-				s.mu.Unlock()
-				s.e.destroyLater(b)
-				return
-			}
-			s.ready = append(s.ready, b)
-			s.booted++
-			s.mu.Unlock()
+		}
+	}
+}
+
+// neediest returns the shelf furthest below its target (relative to its size)
+// that may be refilled now, or nil.
+func (s *stock) neediest() *shelf {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *shelf
+	now := time.Now()
+	for _, sh := range s.shelves {
+		if len(sh.ready) >= sh.Size || now.Before(sh.retryAt) {
+			continue
+		}
+		if best == nil || len(sh.ready)*best.Size < len(best.ready)*sh.Size {
+			best = sh
+		}
+	}
+	return best
+}
+
+// fill boots one sandbox for sh and readies its zygotes. It returns false when
+// refilling should stop for now: at the sandbox cap, or the engine closing.
+func (s *stock) fill(sh *shelf) bool {
+	e := s.e
+	l := e.cfg.Limits
+	spec := sandbox.Spec{Image: sh.Image, CPUCores: l.DefaultCPUCores, MemoryMB: l.DefaultMemoryMB}
+	cfg, release, err := e.withImage(&spec)
+	s.mu.Lock()
+	if err != nil {
+		sh.retryAt = time.Now().Add(stockRetry)
+		if msg := err.Error(); msg != sh.failing {
+			sh.failing = msg
+			e.log.Warn("stocking sandboxes: image not available; trying again later", "image", sh.Image, "err", err)
+		}
+		s.mu.Unlock()
+		return true
+	}
+	sh.failing = ""
+	var stale []*box // of an earlier image under the same name
+	sh.ready = slices.DeleteFunc(sh.ready, func(b *box) bool {
+		if b.Spec().RootFS != spec.RootFS {
+			stale = append(stale, b)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	for _, b := range stale {
+		e.destroyLater(b)
+	}
+	booted, err := e.reserve(e.ctx, false) // never evicts a warm sandbox
+	if err != nil {
+		release()
+		return false // at the cap (or closing)
+	}
+	sb, err := e.driver.Create(e.ctx, spec)
+	booted()
+	if err != nil {
+		release()
+		if e.ctx.Err() != nil {
+			return false
+		}
+		e.log.Warn("filling sandbox stock", "image", sh.Image, "err", err)
+		select {
+		case <-e.ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+		return true
+	}
+	b := &box{Sandbox: sb, image: cfg, release: release}
+	e.warmUp(e.ctx, b, sh.Languages)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		e.destroyLater(b)
+		return false
+	}
+	sh.ready = append(sh.ready, b)
+	sh.booted++
+	s.mu.Unlock()
+	return true
+}
+
+// dropImages destroys the stocked sandboxes of images other than the host image
+// and holds off refilling them for a while (so that an image can be removed),
+// waiting for them to go.
+func (s *stock) dropImages(ctx context.Context) {
+	var out []*box
+	s.mu.Lock()
+	for _, sh := range s.shelves {
+		if sh.Image == HostImage {
+			continue
+		}
+		out = append(out, sh.ready...)
+		sh.ready = nil
+		sh.retryAt = time.Now().Add(stockRetry)
+	}
+	s.mu.Unlock()
+	for _, b := range out {
+		if err := b.Destroy(ctx); err != nil {
+			s.e.log.Warn("destroying sandbox", "sandbox", b.ID(), "err", err)
 		}
 	}
 }
@@ -332,8 +503,11 @@ func (s *stock) close() {
 	<-s.done
 	s.mu.Lock()
 	s.closed = true
-	ready := s.ready
-	s.ready = nil
+	var ready []*box
+	for _, sh := range s.shelves {
+		ready = append(ready, sh.ready...)
+		sh.ready = nil
+	}
 	s.mu.Unlock()
 	for _, b := range ready {
 		s.e.destroyLater(b)

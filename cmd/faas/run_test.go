@@ -218,3 +218,16 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("defaultAPIKey() from env = %q", got)
 	}
 }
+
+func TestServeStockImages(t *testing.T) {
+	t.Setenv("FAAS_STOCK_IMAGES", "python@python:3.12-slim=2")
+	c, err := parseServe(nil)
+	if err != nil || len(c.stockTargets) != 1 || c.stockTargets[0].Image != "python:3.12-slim" || c.stockTargets[0].Size != 2 {
+		t.Fatalf("from the environment: %+v, %v", c, err)
+	}
+	_, err = parseServe([]string{"--stock-images", "python@python:3.12-slim"})
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "SIZE") {
+		t.Errorf("a malformed stock target: %v (%T), want a usageError naming the format", err, err)
+	}
+}

@@ -27,21 +27,23 @@ import (
 // serveConfig is everything `faas serve` is configured with: flags, each defaulting
 // to an environment variable, each defaulting to a built-in value.
 type serveConfig struct {
-	host        string
-	port        int
-	dataDir     string
-	databaseURL string
-	runsc       string
-	agent       string
-	stock       int
-	stockLangs  string
-	maxSandbox  int
-	poolIdle    time.Duration
-	maxWarmMB   int
-	logLevel    string
-	debugRunsc  bool
-	shutdownDur time.Duration
-	limits      engine.Limits
+	host         string
+	port         int
+	dataDir      string
+	databaseURL  string
+	runsc        string
+	agent        string
+	stock        int
+	stockLangs   string
+	stockImages  string
+	stockTargets []engine.StockTarget
+	maxSandbox   int
+	poolIdle     time.Duration
+	maxWarmMB    int
+	logLevel     string
+	debugRunsc   bool
+	shutdownDur  time.Duration
+	limits       engine.Limits
 	// adminKey, when set (env FAAS_API_KEY), is registered as an admin key.
 	adminKey  string
 	rate      api.RateLimit
@@ -122,6 +124,7 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.runsc, "runsc", envOr("FAAS_RUNSC", besideExecutable("runsc")), "static runsc binary (env FAAS_RUNSC)")
 	fs.StringVar(&c.agent, "agent", envOr("FAAS_AGENT", besideExecutable("faas-agent")), "faas-agent binary (env FAAS_AGENT)")
 	fs.IntVar(&c.stock, "stock", envInt("FAAS_STOCK", 2), "pre-booted sandboxes kept ready for ephemeral executions (env FAAS_STOCK)")
+	fs.StringVar(&c.stockImages, "stock-images", os.Getenv("FAAS_STOCK_IMAGES"), "pre-booted sandboxes of other images, with interpreters started ahead: LANGUAGE[+LANGUAGE]@IMAGE=SIZE, comma-separated, e.g. python@python:3.12-slim=2,javascript@node:20=1 (env FAAS_STOCK_IMAGES)")
 	fs.StringVar(&c.stockLangs, "stock-languages", envOr("FAAS_STOCK_LANGUAGES", "python"), "languages whose interpreter stocked sandboxes start ahead, comma-separated; \"none\" for none (env FAAS_STOCK_LANGUAGES)")
 	fs.DurationVar(&c.poolIdle, "pool-idle-timeout", envDuration("FAAS_POOL_IDLE_TIMEOUT", 5*time.Minute), "destroy warm sandboxes idle this long (env FAAS_POOL_IDLE_TIMEOUT)")
 	fs.IntVar(&c.maxWarmMB, "max-warm-memory-mb", envInt("FAAS_MAX_WARM_MEMORY_MB", 4096), "memory idle warm sandboxes may hold together (env FAAS_MAX_WARM_MEMORY_MB)")
@@ -160,6 +163,10 @@ func parseServe(args []string) (*serveConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{"serve takes no arguments"}
+	}
+	var err error
+	if c.stockTargets, err = engine.ParseStockTargets(c.stockImages); err != nil {
+		return nil, usageError{err.Error()}
 	}
 	return c, nil
 }
@@ -256,6 +263,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		Limits:                c.limits,
 		StockSize:             c.stock,
 		StockLanguages:        langs,
+		StockTargets:          c.stockTargets,
 		MaxSandboxes:          c.maxSandbox,
 		PoolIdleTimeout:       c.poolIdle,
 		MaxWarmMemoryMB:       c.maxWarmMB,

@@ -199,13 +199,29 @@ class Pool(Model):
 
 
 @dataclass
+class StockTarget(Model):
+    """The stock of one image, with the interpreters of ``languages`` started ahead."""
+
+    image: str = ""
+    languages: List[str] = field(default_factory=list)
+    target: int = 0
+    ready: int = 0
+    booted: int = 0
+    error: str = ""
+
+
+@dataclass
 class Stock(Model):
-    """The server's stock of pre-booted, never-used sandboxes."""
+    """The server's stock of pre-booted, never-used sandboxes: totals over every
+    image (``languages`` are the host image's), then per image in ``targets``."""
 
     target: int = 0
     ready: int = 0
     booted: int = 0
     languages: List[str] = field(default_factory=list)
+    targets: List[StockTarget] = field(default_factory=list)
+
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"targets": StockTarget}
 
 
 @dataclass

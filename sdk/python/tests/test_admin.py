@@ -26,6 +26,10 @@ def test_prewarm_and_pools(server, client: FaaSClient) -> None:  # type: ignore[
     assert before.pools == []
     assert isinstance(before.stock.target, int)
     assert isinstance(before.stock.languages, list)
+    # The test server keeps the default stock: of the host image only.
+    assert [t.image for t in before.stock.targets] == ["host"]
+    assert before.stock.targets[0].target == before.stock.target
+    assert before.stock.targets[0].languages == before.stock.languages
 
     p = c.prewarm(language="python", count=1)
     assert p.added == 1

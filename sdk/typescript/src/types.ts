@@ -176,8 +176,22 @@ export interface Pool {
 /** Answer of `pools` (GET /api/v1/pools). */
 export interface PoolsResult {
   pools: Pool[];
-  /** The server's stock of pre-booted, never-used sandboxes. */
-  stock: { target: number; ready: number; booted: number; languages: string[] };
+  /**
+   * The server's stock of pre-booted, never-used sandboxes: totals over every
+   * image (`languages` are the host image's), then per image in `targets`.
+   */
+  stock: { target: number; ready: number; booted: number; languages: string[]; targets: StockTarget[] };
+}
+
+/** The stock of one image, with the interpreters of `languages` started ahead. */
+export interface StockTarget {
+  image: string;
+  languages: string[];
+  target: number;
+  ready: number;
+  booted: number;
+  /** Why the image cannot be stocked now (not pulled, say). */
+  error?: string;
 }
 
 /** Body of `prewarm` (POST /api/v1/prewarm). */

@@ -36,6 +36,10 @@ test('prewarm readies warm sandboxes that pools reports and cached mode uses', {
   assert.deepEqual(before.pools, []);
   assert.equal(typeof before.stock.target, 'number');
   assert.ok(Array.isArray(before.stock.languages));
+  // The test server keeps the default stock: of the host image only.
+  assert.deepEqual(before.stock.targets.map((t) => t.image), ['host']);
+  assert.equal(before.stock.targets[0].target, before.stock.target);
+  assert.deepEqual(before.stock.targets[0].languages, before.stock.languages);
 
   const p = await c.prewarm({ language: 'python', count: 1 });
   assert.equal(p.added, 1);
