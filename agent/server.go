@@ -27,10 +27,18 @@ const Version = "1"
 // under a root-only directory so user code cannot move itself out.
 const cgroupRoot = "/run/faas/cgroup"
 
+// cpuacctRoot is where the agent mounts a cpuacct cgroup hierarchy (gVisor has no
+// hierarchy with both controllers) with the same groups as cgroupRoot's: an
+// execution's CPU time is read from its group, which counts every process of it,
+// and which its code cannot change (a standby's own report of its usage comes
+// over a socket the code could write to).
+const cpuacctRoot = "/run/faas/cpuacct"
+
 // Server is the in-sandbox side of the protocol.
 type Server struct {
 	w       *FrameWriter
 	cgroups bool
+	cpuacct bool // cpuacctRoot is mounted (with cgroups)
 
 	// forkMu serialises process creation with the reaper, so an exit is never
 	// reaped before its process is registered, and guards procs and rlimit changes.
@@ -73,9 +81,12 @@ type process struct {
 	id     uint32
 	pid    int
 	cgroup string
-	req    ExecRequest
-	start  time.Time
-	stdin  chan []byte // nil when the request has no stdin; set before launch
+	// cpuFrom is the CPU time its group had used when the execution began (a
+	// standby's, getting ready).
+	cpuFrom cpuMS
+	req     ExecRequest
+	start   time.Time
+	stdin   chan []byte // nil when the request has no stdin; set before launch
 	// stdinClosed is set once StdinClose was handled. Guarded by Server.execMu.
 	stdinClosed bool
 	exited      chan waitResult
@@ -105,6 +116,7 @@ func Serve(r io.Reader, w io.Writer) error {
 		tunnels:    make(map[uint32]*tunnel),
 	}
 	s.cgroups = setupCgroups() == nil
+	s.cpuacct = s.cgroups && setupCPUAccounting() == nil
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
 	go s.reap(sigs)
@@ -129,6 +141,13 @@ func setupCgroups() error {
 		return err
 	}
 	return syscall.Mount("faas", cgroupRoot, "cgroup", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "pids")
+}
+
+func setupCPUAccounting() error {
+	if err := os.MkdirAll(cpuacctRoot, 0o700); err != nil {
+		return err
+	}
+	return syscall.Mount("faas-cpu", cpuacctRoot, "cgroup", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "cpuacct")
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -425,6 +444,8 @@ func (s *Server) takeStandby(p *process) (standby, bool) {
 		return standby{}, false
 	}
 	p.cgroup = sb.Cgroup // the standby set its cgroup's pids.max
+	// What the standby used getting ready is not the execution's.
+	p.cpuFrom, _ = s.cpuTime(p)
 	s.forkMu.Lock()
 	s.register(p, sb.PID)
 	s.forkMu.Unlock()
@@ -473,6 +494,9 @@ func (s *Server) forkLocked(p *process, argv0 string, argv []string, attr *sysca
 	}
 	if p.cgroup != "" {
 		_ = os.WriteFile(filepath.Join(p.cgroup, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		if cpu := s.cpuGroup(p); cpu != "" {
+			_ = os.WriteFile(filepath.Join(cpu, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		}
 	}
 	return pid, nil
 }
@@ -621,6 +645,12 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	default:
 		st.ExitCode = -1
 	}
+	// The CPU time of every process of the execution, from its group rather than
+	// from the main process's usage (which leaves out children it did not wait
+	// for, and which a standby reports itself).
+	if cpu, ok := s.cpuTime(p); ok {
+		st.UserMS, st.SystemMS = max(cpu.user-p.cpuFrom.user, 0), max(cpu.system-p.cpuFrom.system, 0)
+	}
 	p.killMu.Lock()
 	st.TimedOut, st.Killed = p.timeout, p.killed
 	p.killMu.Unlock()
@@ -633,6 +663,9 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	if p.req.KeepBackground {
 		if p.cgroup != "" {
 			_ = os.Remove(p.cgroup) // only if nothing is left in it
+			if cpu := s.cpuGroup(p); cpu != "" {
+				_ = os.Remove(cpu)
+			}
 		}
 	} else {
 		s.killTree(p)
@@ -755,20 +788,71 @@ func (s *Server) makeCgroupNamed(p *process, name string) {
 	p.cgroup = filepath.Join(cgroupRoot, name)
 	if err := os.Mkdir(p.cgroup, 0o700); err != nil && !os.IsExist(err) {
 		p.cgroup = ""
+		return
 	} else if p.req.MaxProcs > 0 {
 		_ = os.WriteFile(filepath.Join(p.cgroup, "pids.max"), []byte(strconv.Itoa(p.req.MaxProcs)), 0)
 	}
+	if s.cpuacct {
+		_ = os.Mkdir(filepath.Join(cpuacctRoot, name), 0o700)
+	}
 }
 
+// cpuGroup is the cpuacct group paired with p's pids group ("" if none).
+func (s *Server) cpuGroup(p *process) string {
+	if !s.cpuacct || p.cgroup == "" {
+		return ""
+	}
+	return filepath.Join(cpuacctRoot, filepath.Base(p.cgroup))
+}
+
+// cpuTime reads the user and system CPU time, in milliseconds, that the
+// processes of p's group used so far (ok false without a cpuacct group).
+func (s *Server) cpuTime(p *process) (cpu cpuMS, ok bool) {
+	group := s.cpuGroup(p)
+	if group == "" {
+		return cpuMS{}, false
+	}
+	b, err := os.ReadFile(filepath.Join(group, "cpuacct.stat")) // "user N\nsystem N\n", in USER_HZ ticks
+	if err != nil {
+		return cpuMS{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		name, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		ticks, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return cpuMS{}, false
+		}
+		switch name {
+		case "user":
+			cpu.user = ticks * 1000 / userHZ
+		case "system":
+			cpu.system = ticks * 1000 / userHZ
+		}
+	}
+	return cpu, true
+}
+
+// cpuMS is CPU time in milliseconds.
+type cpuMS struct{ user, system int64 }
+
+// userHZ is the unit of cpuacct.stat (USER_HZ: 100 on Linux's amd64 and arm64
+// ABIs, which gVisor implements).
+const userHZ = 100
+
+// removeCgroup removes p's groups, waiting (briefly) for its processes to leave.
 func (s *Server) removeCgroup(p *process) {
 	if p.cgroup == "" {
 		return
 	}
+	cpu := s.cpuGroup(p)
 	for range 100 {
 		if err := os.Remove(p.cgroup); err == nil || os.IsNotExist(err) {
-			return
+			break
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if cpu != "" {
+		_ = os.Remove(cpu)
 	}
 }
 

@@ -181,6 +181,9 @@ func (s *Server) startZygote(w Warm) (*zygote, error) {
 	}
 	if s.cgroups {
 		cfg["cgroup_root"] = cgroupRoot
+		if s.cpuacct {
+			cfg["cpuacct_root"] = cpuacctRoot
+		}
 		if w.MaxProcs > 0 {
 			cfg["max_procs"] = w.MaxProcs
 		}

@@ -58,7 +58,7 @@ def recv_with_fds(sock):
     return msg, list(fds)
 
 
-CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root, max_procs, standby: the same for every execution
+CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root, cpuacct_root, max_procs, standby: the same for every execution
 
 
 # The largest request a standby takes (a larger one goes to a new interpreter:
@@ -92,6 +92,12 @@ def prepare(control):
                 f.write(str(CONFIG["max_procs"]))
         with open(cgroup + "/cgroup.procs", "w") as f:
             f.write(str(os.getpid()))
+        cpu = CONFIG.get("cpuacct_root")
+        if cpu:  # the same group in the cpuacct hierarchy: the CPU time the agent bills
+            cpu = "%s/standby-%d" % (cpu, os.getpid())
+            os.mkdir(cpu, 0o700)
+            with open(cpu + "/cgroup.procs", "w") as f:
+                f.write(str(os.getpid()))
     os.setpgid(0, 0)
     keep = control.fileno()
     for fd in [int(n) for n in os.listdir("/proc/self/fd")]:

@@ -241,3 +241,58 @@ func TestUsageMetering(t *testing.T) {
 		t.Errorf("a new account's usage: %d %s", status, b)
 	}
 }
+
+// TestCPUBilledHonestly: the CPU time billed is every process's of the execution
+// (children it never waited for included), and code cannot lower it by writing a
+// false end report to the standby's control socket, in Python or JavaScript.
+func TestCPUBilledHonestly(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	c := s.Client()
+	const burnPy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+	// forgePy finds the control socket (the one socket among its descriptors) and
+	// reports an exit with no CPU used, then waits to be told it is done.
+	const forgePy = burnPy + `import os, socket, time
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if fd > 2 and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+            socket.socket(fileno=fd).send(b'{"status": 0, "utime_us": 0, "stime_us": 0, "maxrss_kb": 1}')
+    except OSError:
+        pass
+time.sleep(5)
+`
+	const forgeJS = `const fs = require('fs');
+const t = process.cpuUsage();
+while ((process.cpuUsage(t).user + process.cpuUsage(t).system) < 1e6) {}
+for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
+  try {
+    if (fd > 2 && fs.readlinkSync('/proc/self/fd/' + fd).startsWith('socket:')) {
+      fs.writeSync(fd, JSON.stringify({ status: 0, utime_us: 0, stime_us: 0, maxrss_kb: 1 }));
+    }
+  } catch (e) {}
+}
+const end = Date.now() + 5000; while (Date.now() < end) {}
+`
+	for _, tc := range []struct {
+		name string
+		req  client.ExecuteRequest
+	}{
+		{"python, cached, a false report", client.ExecuteRequest{Mode: "cached", Language: "python", Code: forgePy}},
+		{"javascript, cached, a false report", client.ExecuteRequest{Mode: "cached", Language: "javascript", Code: forgeJS}},
+		{"python, ephemeral, a false report", client.ExecuteRequest{Language: "python", Code: forgePy}},
+		// A child that burns until the main process exits without waiting for it
+		// (the child is killed then).
+		{"a child not waited for", client.ExecuteRequest{Language: "bash", Code: "python3 -c 'while True: pass' & sleep 1.3; exit 0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.TimeoutMS = 30000
+			res, err := c.Execute(ctx, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Usage.CPUMS < 900 {
+				t.Errorf("about a second of CPU used, %d ms billed: %+v", res.Usage.CPUMS, res)
+			}
+		})
+	}
+}
