@@ -82,8 +82,10 @@ type process struct {
 	pid    int
 	cgroup string
 	// cpuFrom is the CPU time its group had used when the execution began (a
-	// standby's, getting ready).
+	// standby's, getting ready); cpuStat, when set, is its group's cpuacct.stat
+	// opened ahead (a standby's), closed when the execution ends.
 	cpuFrom cpuMS
+	cpuStat *os.File
 	req     ExecRequest
 	start   time.Time
 	stdin   chan []byte // nil when the request has no stdin; set before launch
@@ -444,8 +446,9 @@ func (s *Server) takeStandby(p *process) (standby, bool) {
 		return standby{}, false
 	}
 	p.cgroup = sb.Cgroup // the standby set its cgroup's pids.max
-	// What the standby used getting ready is not the execution's.
-	p.cpuFrom, _ = s.cpuTime(p)
+	// What the standby used getting ready (read as it arrived) is not the
+	// execution's.
+	p.cpuStat, p.cpuFrom = sb.cpuStat, sb.cpuFrom
 	s.forkMu.Lock()
 	s.register(p, sb.PID)
 	s.forkMu.Unlock()
@@ -648,9 +651,14 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	// The CPU time of every process of the execution, from its group rather than
 	// from the main process's usage (which leaves out children it did not wait
 	// for, and which a standby reports itself).
+	te := time.Now()
+	tExit := te.Sub(p.start)
 	if cpu, ok := s.cpuTime(p); ok {
 		st.UserMS, st.SystemMS = max(cpu.user-p.cpuFrom.user, 0), max(cpu.system-p.cpuFrom.system, 0)
 	}
+	trEnd := time.Since(te)
+	defer func() { s.logf("trace: end %v untilEnd %v cpu %d+%d", trEnd, tExit, st.UserMS, st.SystemMS) }()
+	closeFiles(p.cpuStat)
 	p.killMu.Lock()
 	st.TimedOut, st.Killed = p.timeout, p.killed
 	p.killMu.Unlock()
@@ -806,17 +814,42 @@ func (s *Server) cpuGroup(p *process) string {
 }
 
 // cpuTime reads the user and system CPU time, in milliseconds, that the
-// processes of p's group used so far (ok false without a cpuacct group).
+// processes of p's group used so far (ok false without a cpuacct group): through
+// the descriptor p holds (a standby's, opened ahead), or else by path.
 func (s *Server) cpuTime(p *process) (cpu cpuMS, ok bool) {
+	if p.cpuStat != nil {
+		return readCPUStat(p.cpuStat)
+	}
 	group := s.cpuGroup(p)
 	if group == "" {
 		return cpuMS{}, false
 	}
-	b, err := os.ReadFile(filepath.Join(group, "cpuacct.stat")) // "user N\nsystem N\n", in USER_HZ ticks
-	if err != nil {
+	f := openCPUStat(group)
+	if f == nil {
 		return cpuMS{}, false
 	}
-	for line := range strings.Lines(string(b)) {
+	defer f.Close()
+	return readCPUStat(f)
+}
+
+// openCPUStat opens the cpuacct.stat file of a cpuacct group (nil if it cannot).
+func openCPUStat(group string) *os.File {
+	f, err := os.Open(filepath.Join(group, "cpuacct.stat"))
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// readCPUStat reads a cpuacct.stat file from its start (its content is made
+// anew on each such read): "user N\nsystem N\n", in USER_HZ ticks.
+func readCPUStat(f *os.File) (cpu cpuMS, ok bool) {
+	var buf [128]byte
+	n, err := f.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
+		return cpuMS{}, false
+	}
+	for line := range strings.Lines(string(buf[:n])) {
 		name, v, _ := strings.Cut(strings.TrimSpace(line), " ")
 		ticks, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

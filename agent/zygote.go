@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -51,6 +52,10 @@ type standby struct {
 	// stdio are our ends of the pipes the process already has as its stdin,
 	// stdout and stderr (made when it arrived, off any request's path).
 	stdio [3]*os.File
+	// cpuStat is its cpuacct group's usage file (nil without one), and cpuFrom
+	// what it read as the standby arrived: its getting ready, not billed.
+	cpuStat *os.File
+	cpuFrom cpuMS
 }
 
 // close lets go of a standby that will not be used: it exits when its control
@@ -58,6 +63,18 @@ type standby struct {
 func (sb *standby) close() {
 	syscall.Close(sb.control)
 	closeFiles(sb.stdio[:]...)
+	closeFiles(sb.cpuStat)
+}
+
+// openCPUStat opens the standby's cpuacct group's usage file, if it has one,
+// and reads it: the standby waits for a request from now on and uses no CPU.
+func (sb *standby) openCPUStat() {
+	if sb.Cgroup == "" {
+		return
+	}
+	if sb.cpuStat = openCPUStat(filepath.Join(cpuacctRoot, filepath.Base(sb.Cgroup))); sb.cpuStat != nil {
+		sb.cpuFrom, _ = readCPUStat(sb.cpuStat)
+	}
 }
 
 // stdioPipes makes the pipes of a process's stdin, stdout and stderr: its ends
@@ -275,6 +292,7 @@ func (z *zygote) arrive(sb standby, ready bool) bool {
 	z.mu.Lock()
 	z.failures = 0
 	z.mu.Unlock()
+	sb.openCPUStat()
 	select {
 	case z.standbys <- sb:
 		select {
