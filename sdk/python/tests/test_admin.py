@@ -99,7 +99,9 @@ def test_usage(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-d
     assert empty.total.executions == 0
     assert empty.rows == []
 
-    c.execute(code="print(1)", language="python")
+    # A tenth of a second of CPU: billed CPU time is measured (in 10 ms ticks), so
+    # a bare print may use none.
+    c.execute(code="import time\nt = time.process_time()\nwhile time.process_time() - t < 0.1: pass", language="python")
     c.execute(code="print(2)", language="python", mode="cached")
 
     u = c.usage()
