@@ -82,15 +82,12 @@ func (s *Server) prewarm(w http.ResponseWriter, r *http.Request) {
 		body.Language = "python"
 	}
 	acct := principalFrom(r.Context()).Account
-	added, err := s.engine.Prewarm(r.Context(), acct, body.Image, body.Language, body.Count)
+	image, added, err := s.engine.Prewarm(r.Context(), acct, body.Image, body.Language, body.Count)
 	if err != nil && added == 0 {
 		s.writeError(w, r, err)
 		return
 	}
-	resp := PrewarmResponse{Image: body.Image, Language: body.Language, Added: added}
-	if resp.Image == "" {
-		resp.Image = "host"
-	}
+	resp := PrewarmResponse{Image: image, Language: body.Language, Added: added}
 	for _, st := range s.engine.Pools(acct) {
 		if st.Image == resp.Image {
 			resp.Pool = toPool(st)

@@ -214,3 +214,33 @@ func TestStockImages(t *testing.T) {
 		t.Errorf("a removed image: %d %v", status, out)
 	}
 }
+
+// TestLanguageImages maps a language to an image: requests of that language that
+// name no image run in it, and prewarming it warms that image's pool.
+func TestLanguageImages(t *testing.T) {
+	const ref = "faas-test/busybox:lang"
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_LANGUAGE_IMAGES=python=" + ref}})
+	ctx := context.Background()
+	if status, b, _ := s.Do(ctx, "POST", "/api/v1/images/import", busyboxImage(t, ref, nil)); status != http.StatusCreated {
+		t.Fatalf("import: %d %s", status, b)
+	}
+	// The image has no python3: the request ran in it.
+	out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"language": "python", "code": "print(1)"})
+	if out["exit_code"] != float64(127) || !strings.Contains(str(out["error"])+str(out["stderr"]), "python3") {
+		t.Errorf("python, mapped to an image without python: %v", out)
+	}
+	// Naming the host image, or another language, runs on the host.
+	if out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"language": "python", "image": "host", "code": "print(1)"}); str(out["stdout"]) != "1\n" {
+		t.Errorf("python on the host image: %v", out)
+	}
+	if out := mustCall(t, s, http.StatusOK, "POST", "/api/v1/execute", map[string]any{"language": "bash", "code": "echo 2"}); str(out["stdout"]) != "2\n" {
+		t.Errorf("bash, not mapped: %v", out)
+	}
+	pw := mustCall(t, s, http.StatusOK, "POST", "/api/v1/prewarm", map[string]any{"language": "python", "count": 1})
+	if pw["image"] != ref || pw["added"] != float64(1) {
+		t.Errorf("prewarm of a mapped language: %v", pw)
+	}
+	if pool, _ := pw["pool"].(map[string]any); pool == nil || pool["image"] != ref || pool["idle"] != float64(1) {
+		t.Errorf("prewarm of a mapped language, its pool: %v", pw)
+	}
+}

@@ -224,17 +224,23 @@ func (e *Engine) Stock() StockStats {
 }
 
 // Prewarm readies count warm sandboxes (with the language's zygote running) in the
-// account's pool for image, and returns how many it added. It stops early, without
+// account's pool for image ("" for the language's configured image, else the host
+// image), and returns the image and how many it added. It stops early, without
 // error, when the sandbox cap leaves no room.
-func (e *Engine) Prewarm(ctx context.Context, account, image, language string, count int) (int, error) {
+func (e *Engine) Prewarm(ctx context.Context, account, image, language string, count int) (string, int, error) {
 	r := Request{Account: account, Image: image, Language: language, Code: "pass", Mode: ModeCached}
 	if err := e.normalize(&r); err != nil {
-		return 0, err
+		return "", 0, err
 	}
+	added, err := e.prewarm(ctx, r, count)
+	return r.Image, added, err
+}
+
+func (e *Engine) prewarm(ctx context.Context, r Request, count int) (int, error) {
 	if count < 1 || count > 32 {
 		return 0, invalid("count must be between 1 and 32")
 	}
-	k := poolKey{account: account, image: r.Image}
+	k := poolKey{account: r.Account, image: r.Image}
 	spec := sandbox.Spec{Image: r.Image, CPUCores: r.CPUCores, MemoryMB: r.MemoryMB}
 	added := 0
 	for range count {
