@@ -651,13 +651,9 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	// The CPU time of every process of the execution, from its group rather than
 	// from the main process's usage (which leaves out children it did not wait
 	// for, and which a standby reports itself).
-	te := time.Now()
-	tExit := te.Sub(p.start)
 	if cpu, ok := s.cpuTime(p); ok {
 		st.UserMS, st.SystemMS = max(cpu.user-p.cpuFrom.user, 0), max(cpu.system-p.cpuFrom.system, 0)
 	}
-	trEnd := time.Since(te)
-	defer func() { s.logf("trace: end %v untilEnd %v cpu %d+%d", trEnd, tExit, st.UserMS, st.SystemMS) }()
 	closeFiles(p.cpuStat)
 	p.killMu.Lock()
 	st.TimedOut, st.Killed = p.timeout, p.killed
