@@ -512,6 +512,15 @@ func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
 	}()
 }
 
+// destroyNow destroys sandboxes one after another and returns once they are gone.
+func (e *Engine) destroyNow(ctx context.Context, boxes []*box) {
+	for _, b := range boxes {
+		if err := b.Destroy(ctx); err != nil {
+			e.log.Warn("destroying sandbox", "sandbox", b.ID(), "err", err)
+		}
+	}
+}
+
 // destroyLater destroys a sandbox off the request's path.
 func (e *Engine) destroyLater(sb sandbox.Sandbox) {
 	e.bg.Add(1)

@@ -365,9 +365,5 @@ func (p *pool) evictImages(ctx context.Context) {
 		p.idle[k] = nil
 	}
 	p.mu.Unlock()
-	for _, b := range out {
-		if err := b.Destroy(ctx); err != nil {
-			p.e.log.Warn("destroying sandbox", "sandbox", b.ID(), "err", err)
-		}
-	}
+	p.e.destroyNow(ctx, out)
 }

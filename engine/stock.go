@@ -362,14 +362,16 @@ func (e *Engine) countBoot(ctx context.Context, request bool) error {
 		if evicted {
 			return busy
 		}
+		bs.mu.Unlock() // the pool's lock is never taken under this one
 		b := e.pool.evictOldest()
+		if b != nil {
+			_ = b.Destroy(ctx)
+		}
+		bs.mu.Lock()
 		if b == nil {
 			return busy
 		}
 		evicted = true
-		bs.mu.Unlock()
-		_ = b.Destroy(ctx)
-		bs.mu.Lock()
 	}
 }
 
@@ -490,11 +492,7 @@ func (s *stock) dropImages(ctx context.Context) {
 		sh.retryAt = time.Now().Add(stockRetry)
 	}
 	s.mu.Unlock()
-	for _, b := range out {
-		if err := b.Destroy(ctx); err != nil {
-			s.e.log.Warn("destroying sandbox", "sandbox", b.ID(), "err", err)
-		}
-	}
+	s.e.destroyNow(ctx, out)
 }
 
 // close stops refilling and destroys what is in stock. Called after the engine's
