@@ -106,3 +106,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, ae.status, errorBody{Error: ae.msg, Code: ae.code, Paths: ae.paths})
 }
+
+// nonNil makes a nil list an empty one (a JSON array, not null).
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}

@@ -28,16 +28,7 @@ type imageConfig struct {
 }
 
 func toImageResponse(img image.Image) ImageResponse {
-	names, layers, env := img.Names, img.Layers, img.Config.Env
-	if names == nil {
-		names = []string{}
-	}
-	if layers == nil {
-		layers = []string{}
-	}
-	if env == nil {
-		env = []string{}
-	}
+	names, layers, env := nonNil(img.Names), nonNil(img.Layers), nonNil(img.Config.Env)
 	return ImageResponse{ID: img.Digest, Digest: img.Digest, Names: names, SizeBytes: img.Size, Layers: layers,
 		Config:    imageConfig{Env: env, WorkingDir: img.Config.WorkingDir, User: img.Config.User, Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd},
 		CreatedAt: img.CreatedAt, LastUsedAt: img.LastUsed}

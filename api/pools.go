@@ -124,11 +124,3 @@ func (s *Server) pools(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
-
-// nonNil makes a nil list an empty one (a JSON array, not null).
-func nonNil(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
-}

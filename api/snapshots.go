@@ -29,10 +29,7 @@ type SnapshotResponse struct {
 }
 
 func toSnapshotResponse(sn engine.SnapshotInfo) SnapshotResponse {
-	children := sn.Children
-	if children == nil {
-		children = []string{}
-	}
+	children := nonNil(sn.Children)
 	return SnapshotResponse{
 		ID: sn.ID, SnapshotID: sn.ID, Name: sn.Name, ParentID: sn.ParentID, Children: children, SessionID: sn.SessionID,
 		ExecutionID: sn.ExecutionID, Image: sn.Image, Language: sn.Language, MemoryMB: sn.MemoryMB,

@@ -232,13 +232,8 @@ func (e *Engine) Prewarm(ctx context.Context, account, image, language string, c
 	if err := e.normalize(&r); err != nil {
 		return "", 0, err
 	}
-	added, err := e.prewarm(ctx, r, count)
-	return r.Image, added, err
-}
-
-func (e *Engine) prewarm(ctx context.Context, r Request, count int) (int, error) {
 	if count < 1 || count > 32 {
-		return 0, invalid("count must be between 1 and 32")
+		return "", 0, invalid("count must be between 1 and 32")
 	}
 	k := poolKey{account: r.Account, image: r.Image}
 	spec := sandbox.Spec{Image: r.Image, CPUCores: r.CPUCores, MemoryMB: r.MemoryMB}
@@ -255,7 +250,7 @@ func (e *Engine) prewarm(ctx context.Context, r Request, count int) (int, error)
 			if errors.Is(err, ErrBusy) && added > 0 {
 				break
 			}
-			return added, err
+			return r.Image, added, err
 		}
 		p.count(k, func(st *PoolStats) { st.Boots++ })
 		e.warmUp(ctx, b, []string{r.Language})
@@ -263,7 +258,7 @@ func (e *Engine) prewarm(ctx context.Context, r Request, count int) (int, error)
 		p.put(k, b, true)
 		added++
 	}
-	return added, nil
+	return r.Image, added, nil
 }
 
 // Health reports whether the sandbox runtime works, and its version.

@@ -307,10 +307,19 @@ func (e *Engine) reserve(ctx context.Context, request bool) (booted func(), err 
 	}, nil
 }
 
+// busyError is the answer at the sandbox cap (made only when it is given).
+type busyError struct{ limit int }
+
+func (b busyError) Error() string {
+	return fmt.Sprintf("%v: all %d sandboxes are in use", ErrBusy, b.limit)
+}
+
+func (b busyError) Unwrap() error { return ErrBusy }
+
 // countBoot counts one more sandbox booting if the cap allows it; see reserve.
 func (e *Engine) countBoot(ctx context.Context, request bool) error {
 	limit := e.cfg.MaxSandboxes
-	busy := fmt.Errorf("%w: all %d sandboxes are in use", ErrBusy, limit)
+	busy := busyError{limit}
 	bs := &e.boots
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
