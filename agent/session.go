@@ -374,19 +374,22 @@ func procCPU(pid int) [2]int64 {
 	return [2]int64{utime * 1000 / ticksPerSecond, stime * 1000 / ticksPerSecond}
 }
 
-// procHWM returns a process's peak resident memory in KiB.
+// procHWM returns a process's peak resident memory in KiB, or (where the kernel
+// keeps no peak, as gVisor's) its resident memory now.
 func procHWM(pid int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
+	var rss int64
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "VmHWM" || k == "VmRSS" {
 			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
+			rss = max(rss, n)
 		}
 	}
-	return 0
+	return rss
 }
 
 // hasSessionKernel reports whether language has a session kernel.

@@ -296,3 +296,72 @@ const end = Date.now() + 5000; while (Date.now() < end) {}
 		})
 	}
 }
+
+// TestMemoryBilledHonestly checks that the memory billed for an execution in a
+// sandbox that serves many is what the host saw the execution add, not what its
+// process says of itself (code can forge that), and that a session's executions
+// are billed for the memory its kernel holds.
+func TestMemoryBilledHonestly(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	c := s.Client()
+	// Each allocates and touches 200 MB, lets it go, then reports a peak of 1 KiB.
+	const forgePy = `x = b"\1" * (200 << 20)
+del x
+import os, socket
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if fd > 2 and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+            socket.socket(fileno=fd).send(b'{"status": 0, "utime_us": 0, "stime_us": 0, "maxrss_kb": 1}')
+    except OSError:
+        pass
+`
+	const forgeJS = `const fs = require('fs');
+let b = Buffer.alloc(200 << 20, 1); b = null;
+for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
+  try {
+    if (fd > 2 && fs.readlinkSync('/proc/self/fd/' + fd).startsWith('socket:')) {
+      fs.writeSync(fd, JSON.stringify({ status: 0, utime_us: 0, stime_us: 0, maxrss_kb: 1 }));
+    }
+  } catch (e) {}
+}
+`
+	run := func(t *testing.T, req client.ExecuteRequest) *client.ExecuteResult {
+		t.Helper()
+		req.TimeoutMS = 30000
+		res, err := c.Execute(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 0 {
+			t.Fatalf("exit %d: %+v", res.ExitCode, res)
+		}
+		return res
+	}
+	for _, tc := range []struct{ name, language, code string }{
+		{"python", "python", forgePy},
+		{"javascript", "javascript", forgeJS},
+	} {
+		t.Run("cached "+tc.name+", a false report", func(t *testing.T) {
+			// Twice: the first run may have started the sandbox, the second is warm.
+			for range 2 {
+				if res := run(t, client.ExecuteRequest{Mode: "cached", Language: tc.language, Code: tc.code}); res.Usage.MemoryPeakMB < 190 {
+					t.Errorf("200 MB used, %d MB billed: %+v", res.Usage.MemoryPeakMB, res.Usage)
+				}
+			}
+		})
+	}
+	t.Run("cached python print(1) is billed its own memory, not the sandbox's", func(t *testing.T) {
+		if res := run(t, client.ExecuteRequest{Mode: "cached", Language: "python", Code: "print(1)"}); res.Usage.MemoryPeakMB < 1 || res.Usage.MemoryPeakMB > 64 {
+			t.Errorf("billed %d MB for print(1)", res.Usage.MemoryPeakMB)
+		}
+	})
+	t.Run("a session holding memory", func(t *testing.T) {
+		for i, code := range []string{`x = b"\1" * (200 << 20)`, "print(len(x))"} {
+			res := run(t, client.ExecuteRequest{Mode: "checkpointed", SessionID: "ses_memory", Language: "python", Code: code})
+			if res.Usage.MemoryPeakMB < 190 {
+				t.Errorf("execution %d: the session holds 200 MB, %d MB billed: %+v", i, res.Usage.MemoryPeakMB, res.Usage)
+			}
+		}
+	})
+}

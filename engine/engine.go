@@ -561,6 +561,21 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		er.Session, er.Language, er.Code, er.Argv, er.Stdin = "main", req.kernel, req.kernelCode, nil, false
 	}
 	er.KeepBackground = req.keepBackground
+	// In a sandbox that serves one execution after another (cached, or a
+	// session's), the host measures the memory this one adds: what a process
+	// reports of itself can be forged, and a session's kernel reports no peak.
+	var meter sandbox.PeakMeter
+	var memBase int64
+	if req.Mode == ModeCached || (req.kernel != "" && req.Mode != ModePersistent) {
+		if m, ok := sb.Sandbox.(sandbox.PeakMeter); ok {
+			var err error
+			if memBase, err = m.ResetMemoryPeak(); err == nil {
+				meter = m
+			} else {
+				log.Warn("measuring memory", "err", err)
+			}
+		}
+	}
 	ex, err := sb.Agent().Start(er, agent.Output{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return nil, fmt.Errorf("starting process: %w", err)
@@ -633,6 +648,11 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		Duration:        elapsed,
 		CPUTime:         time.Duration(st.UserMS+st.SystemMS) * time.Millisecond,
 		MemoryPeakBytes: st.MaxRSSKB << 10,
+	}
+	if meter != nil {
+		if peak, err := meter.MemoryPeak(); err == nil {
+			res.MemoryPeakBytes = max(res.MemoryPeakBytes, peak-memBase)
+		}
 	}
 	if !reused {
 		// A never-used sandbox's peak is the execution's own (its writable layer

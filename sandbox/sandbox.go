@@ -98,6 +98,17 @@ type Resizer interface {
 	Resize(ctx context.Context, cpuCores float64, memoryMB int) error
 }
 
+// PeakMeter is implemented by sandboxes whose peak memory use the host can
+// measure over a stretch of time (one execution in a sandbox that serves many),
+// out of reach of anything inside.
+type PeakMeter interface {
+	// ResetMemoryPeak starts a new stretch: the peak restarts at the sandbox's
+	// memory use now, which it returns.
+	ResetMemoryPeak() (int64, error)
+	// MemoryPeak is the highest memory use since the last reset.
+	MemoryPeak() (int64, error)
+}
+
 // ErrBadCheckpoint reports a checkpoint image that cannot be restored (missing,
 // truncated or corrupt).
 var ErrBadCheckpoint = errors.New("checkpoint cannot be restored")

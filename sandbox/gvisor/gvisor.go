@@ -428,6 +428,21 @@ func (s *Sandbox) Stats(ctx context.Context) (sandbox.Stats, error) {
 	return st, nil
 }
 
+// ResetMemoryPeak implements sandbox.PeakMeter: the host cgroup's high-water
+// mark restarts at the usage now when written 0.
+func (s *Sandbox) ResetMemoryPeak() (int64, error) {
+	path := filepath.Join(cgroupV1, "memory", s.cgroup, "memory.max_usage_in_bytes")
+	if err := os.WriteFile(path, []byte("0"), 0); err != nil {
+		return 0, fmt.Errorf("resetting the memory peak of %s: %w", s.id, err)
+	}
+	return readInt(path)
+}
+
+// MemoryPeak implements sandbox.PeakMeter.
+func (s *Sandbox) MemoryPeak() (int64, error) {
+	return readInt(filepath.Join(cgroupV1, "memory", s.cgroup, "memory.max_usage_in_bytes"))
+}
+
 func readInt(path string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
