@@ -206,8 +206,8 @@ type Done struct {
 
 // ZygoteLanguages are the languages whose code the agent can run in a process
 // prepared ahead of the request (ExecRequest.Zygote): forked from a pre-started
-// interpreter (python), or started ahead (node, which cannot fork).
-var ZygoteLanguages = []string{"python", "node"}
+// interpreter (python), or started ahead (node and bash, which cannot fork).
+var ZygoteLanguages = []string{"python", "node", "bash"}
 
 // ExecRequest asks the agent to start one process.
 type ExecRequest struct {

@@ -441,7 +441,9 @@ func (s *Server) takeStandby(p *process) (standby, bool) {
 		return standby{}, false
 	}
 	sb, err := z.spawn(p.req)
-	if err != nil {
+	if errors.Is(err, errNoStandby) || errors.Is(err, errStartupVars) {
+		return standby{}, false
+	} else if err != nil {
 		s.logf("%s zygote failed, starting a new interpreter: %v", p.req.Zygote, err)
 		return standby{}, false
 	}
@@ -923,11 +925,13 @@ var userDirs = []struct {
 }
 
 // reset returns the sandbox to a fresh state for the next execution: every process
-// of the user is killed and every place the user can write is emptied. Zygote
-// standbys run as root until they take a request, so they stay. Killed processes
+// of the user is killed and every place the user can write is emptied. Python
+// and node standbys run as root until they take a request, so they stay; bash
+// ones run as the user and go with the rest (dropUserStandbys). Killed processes
 // are waited for (one may be inside a system call that writes a file), but for
 // those that already reported their own exit: they run no more code.
 func (s *Server) reset() error {
+	s.dropUserStandbys()
 	for range 50 {
 		s.forkMu.Lock()
 		exiting := maps.Clone(s.reported)

@@ -403,15 +403,6 @@ func (s *Server) stopZygotes() {
 	s.zygoteMu.Unlock()
 	for _, z := range zs {
 		z.kill()
-	drain:
-		for {
-			select {
-			case sb := <-z.standbys:
-				_ = syscall.Kill(sb.PID, syscall.SIGKILL)
-				sb.close()
-			default:
-				break drain
-			}
-		}
+		z.dropStandbys()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,8 +27,13 @@ type zygote struct {
 	pid      int  // 0 when the agent starts the standbys itself (start)
 	sock     int  // our end of the SOCK_SEQPACKET pair
 	// start, when set, starts one standby process (for a language that cannot
-	// fork, such as node); the zygote then has no process of its own.
-	start    func()
+	// fork, such as node); the zygote then has no process of its own. gen is
+	// the generation it is started in (see dropUserStandbys).
+	start func(gen int)
+	// asUser marks standbys that run as the sandbox user before their request
+	// (bash): every reset kills them, and a request that finds none ready runs
+	// in a new interpreter at once rather than wait.
+	asUser   bool
 	want     int // how many ready standbys it keeps
 	standbys chan standby
 	arrived  chan struct{} // signalled when a standby is ready
@@ -42,6 +48,14 @@ type zygote struct {
 	// (for good: the zygote is not restarted) when they reach maxStandbyFailures.
 	failures int
 	broken   bool
+	// inflight counts standbys being started (start only); gen counts the
+	// resets that dropped this zygote's standbys: one started before the last
+	// of them is not used.
+	inflight int
+	gen      int
+	// usedGen is the generation of the last request for a standby (asUser
+	// only): standbys dropped unused are replaced only for a zygote in use.
+	usedGen int
 }
 
 // standby is a process waiting to become an execution.
@@ -56,6 +70,8 @@ type standby struct {
 	// what it read as the standby arrived: its getting ready, not billed.
 	cpuStat *os.File
 	cpuFrom cpuMS
+	// request, for a bash standby, is the pipe its request is written to.
+	request *os.File
 }
 
 // close lets go of a standby that will not be used: it exits when its control
@@ -63,7 +79,7 @@ type standby struct {
 func (sb *standby) close() {
 	syscall.Close(sb.control)
 	closeFiles(sb.stdio[:]...)
-	closeFiles(sb.cpuStat)
+	closeFiles(sb.cpuStat, sb.request)
 }
 
 // openCPUStat opens the standby's cpuacct group's usage file, if it has one,
@@ -162,8 +178,11 @@ func (z *zygote) isDead() bool {
 
 func (s *Server) startZygote(w Warm) (*zygote, error) {
 	language := w.Language
-	if language == "node" {
-		return s.startNodeStandbys(w), nil
+	switch language {
+	case "node":
+		return s.startedStandbys(w, nodeStandbys, false, s.startNodeStandby), nil
+	case "bash":
+		return s.startedStandbys(w, bashStandbys, true, s.startBashStandby), nil
 	}
 	if language != "python" {
 		return nil, fmt.Errorf("no zygote for %q", language)
@@ -295,14 +314,74 @@ func (z *zygote) arrive(sb standby, ready bool) bool {
 	sb.openCPUStat()
 	select {
 	case z.standbys <- sb:
-		select {
-		case z.arrived <- struct{}{}:
-		default:
-		}
+		z.signalArrived()
 	default:
 		sb.close() // more than we asked for
 	}
 	return true
+}
+
+// arriveStarted takes a started standby (see arrive), unless a reset dropped
+// the zygote's standbys since it was started: it is let go then.
+func (z *zygote) arriveStarted(sb standby, gen int, ready bool) bool {
+	z.mu.Lock()
+	z.inflight--
+	stale := gen != z.gen
+	z.mu.Unlock()
+	if stale {
+		if sb.PID > 0 {
+			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
+		}
+		sb.close()
+		z.signalArrived()
+		return true
+	}
+	return z.arrive(sb, ready)
+}
+
+// dropUserStandbys lets go of every waiting standby that runs as the sandbox
+// user (the reset then kills them with the user's processes) and of those
+// still starting, so none that shared the sandbox with an execution serves
+// the next one. Those dropped unused are replaced while the zygote is in use
+// (asked for a standby in the last two generations).
+func (s *Server) dropUserStandbys() {
+	s.zygoteMu.Lock()
+	defer s.zygoteMu.Unlock()
+	for _, z := range s.zygotes {
+		if !z.asUser {
+			continue
+		}
+		z.mu.Lock()
+		dropped := z.dropStandbys()
+		if z.gen-z.usedGen < 2 {
+			z.owed = max(z.owed, dropped)
+		}
+		z.gen++
+		z.mu.Unlock()
+	}
+}
+
+// dropStandbys kills the waiting standbys and lets them go; it returns how many.
+func (z *zygote) dropStandbys() int {
+	n := 0
+	for {
+		select {
+		case sb := <-z.standbys:
+			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
+			sb.close()
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// signalArrived wakes awaitStandbys.
+func (z *zygote) signalArrived() {
+	select {
+	case z.arrived <- struct{}{}:
+	default:
+	}
 }
 
 // standbyReady waits (not forever) for a new standby to say it is prepared.
@@ -346,23 +425,41 @@ type zygoteRequest struct {
 // process reports its end (the caller closes it). The standby is replaced at the
 // sandbox's next reset (see refill), or at once when none is left.
 func (z *zygote) spawn(req ExecRequest) (standby, error) {
-	env := make(map[string]string, len(req.Env))
-	for _, kv := range req.Env {
-		for i := 0; i < len(kv); i++ {
-			if kv[i] == '=' {
-				env[kv[:i]] = kv[i+1:]
-				break
+	var payload []byte
+	var err error
+	if z.asUser {
+		payload, err = bashRequest(req)
+	} else {
+		env := make(map[string]string, len(req.Env))
+		for _, kv := range req.Env {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
 			}
 		}
+		payload, err = json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
 	}
-	payload, err := json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
+	if z.asUser {
+		z.mu.Lock()
+		z.usedGen = z.gen
+		z.mu.Unlock()
+	}
 	if err != nil {
+		if z.asUser {
+			z.oweOne() // the one waiting goes at the next reset
+		}
 		return standby{}, err
 	}
 	var sb standby
 	select {
 	case sb = <-z.standbys:
 	default:
+		if z.asUser {
+			// Starting one now would take as long as the new interpreter the
+			// caller starts instead; one is ready after the next reset (one
+			// starting now will have shared the sandbox with this execution).
+			z.oweOne()
+			return standby{}, errNoStandby
+		}
 		z.refill() // none left: ask for the ones owed now
 		select {
 		case sb = <-z.standbys:
@@ -375,13 +472,30 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 	z.mu.Lock()
 	z.owed++
 	z.mu.Unlock()
-	if err := syscall.Sendmsg(sb.control, payload, nil, nil, 0); err != nil {
+	if sb.request != nil {
+		_, err = sb.request.Write(payload)
+		sb.request.Close()
+		sb.request = nil
+	} else {
+		err = syscall.Sendmsg(sb.control, payload, nil, nil, 0)
+	}
+	if err != nil {
 		sb.close()
 		z.refill()
 		return standby{}, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
 	}
 	return sb, nil
 }
+
+// oweOne makes sure a standby is started at the next refill.
+func (z *zygote) oweOne() {
+	z.mu.Lock()
+	z.owed = max(z.owed, 1)
+	z.mu.Unlock()
+}
+
+// errNoStandby says no standby was ready.
+var errNoStandby = errors.New("no standby ready")
 
 // refill asks the zygote to fork the standbys owed (or starts them, for a
 // language whose standbys are started rather than forked).
@@ -390,7 +504,8 @@ func (z *zygote) refill() {
 	defer z.mu.Unlock()
 	for ; z.owed > 0 && !z.dead; z.owed-- {
 		if z.start != nil {
-			go z.start()
+			z.inflight++
+			go z.start(z.gen)
 			continue
 		}
 		if _, err := syscall.Write(z.sock, []byte("more")); err != nil {
@@ -421,7 +536,7 @@ func (s *Server) refillZygotes(d time.Duration) {
 func (z *zygote) awaitStandbys(d time.Duration) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	for len(z.standbys) < z.want && !z.isDead() {
+	for len(z.standbys) < z.want && !z.isDead() && z.coming() {
 		select {
 		case <-z.arrived:
 		case <-z.gone:
@@ -429,6 +544,17 @@ func (z *zygote) awaitStandbys(d time.Duration) {
 			return
 		}
 	}
+}
+
+// coming reports whether more standbys are on their way: always for a forking
+// zygote (it forks what it owes), while some are starting for the others.
+func (z *zygote) coming() bool {
+	if z.start == nil {
+		return true
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.inflight > 0
 }
 
 // standbyExit is what a zygote process reports on its control socket as it ends.

@@ -166,26 +166,37 @@ func TestCachedJavaScript(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
 	const inStandby = "console.log(process.execArgv[1].startsWith('// A node standby'), process.getuid());\n"
-	tests := []struct {
-		name, language, code, stdin string
-		stdout, stderrPart          string
-		exit                        int
-	}{
-		{"first", "javascript", inStandby + "globalThis.left = 1", "", "true 1000\n", "", 0},
-		{"output apart", "javascript", inStandby + "console.error('err'); console.log(typeof left)", "", "true 1000\nundefined\n", "err", 0},
-		{"stdin", "javascript", inStandby + "let d = ''; process.stdin.on('data', (c) => (d += c)).on('end', () => console.log(d.toUpperCase()))", "hi\nthere", "true 1000\nHI\nTHERE\n", "", 0},
-		{"no stdin", "javascript", inStandby + "console.log(JSON.stringify(require('fs').readFileSync(0, 'utf8')))", "", "true 1000\n\"\"\n", "", 0},
-		{"exit code", "javascript", inStandby + "process.exitCode = 3", "", "true 1000\n", "", 3},
-		{"uncaught exception", "javascript", inStandby + "throw new Error('boom')", "", "true 1000\n", "Error: boom", 1},
-		{"names of node -e", "javascript", inStandby + "const fs = 1, path = 2, req = 3; console.log(fs + path + req, __filename, typeof require('os').cpus, module.exports === exports)", "", "true 1000\n6 [eval] function true\n", "", 0},
-		{"typescript", "typescript", inStandby + "interface P { x: number }\nconst p: P = { x: 20 };\nconsole.log(p.x + 1 as number)", "", "true 1000\n21\n", "", 0},
-	}
-	for i, tt := range tests {
+	runStandbyCases(t, s, c, []standbyCase{
+		{"first", "javascript", inStandby + "globalThis.left = 1", "", "true 1000\n", "", 0, nil, ""},
+		{"output apart", "javascript", inStandby + "console.error('err'); console.log(typeof left)", "", "true 1000\nundefined\n", "err", 0, nil, ""},
+		{"stdin", "javascript", inStandby + "let d = ''; process.stdin.on('data', (c) => (d += c)).on('end', () => console.log(d.toUpperCase()))", "hi\nthere", "true 1000\nHI\nTHERE\n", "", 0, nil, ""},
+		{"no stdin", "javascript", inStandby + "console.log(JSON.stringify(require('fs').readFileSync(0, 'utf8')))", "", "true 1000\n\"\"\n", "", 0, nil, ""},
+		{"exit code", "javascript", inStandby + "process.exitCode = 3", "", "true 1000\n", "", 3, nil, ""},
+		{"uncaught exception", "javascript", inStandby + "throw new Error('boom')", "", "true 1000\n", "Error: boom", 1, nil, ""},
+		{"names of node -e", "javascript", inStandby + "const fs = 1, path = 2, req = 3; console.log(fs + path + req, __filename, typeof require('os').cpus, module.exports === exports)", "", "true 1000\n6 [eval] function true\n", "", 0, nil, ""},
+		{"typescript", "typescript", inStandby + "interface P { x: number }\nconst p: P = { x: 20 };\nconsole.log(p.x + 1 as number)", "", "true 1000\n21\n", "", 0, nil, ""},
+	})
+}
+
+// standbyCase is one cached execution and what it must give.
+type standbyCase struct {
+	name, language, code, stdin string
+	stdout, stderrPart          string
+	exit                        int
+	env                         map[string]string
+	dir                         string
+}
+
+// runStandbyCases runs each case in turn in the account's warm sandbox (all but
+// the first must find it warm).
+func runStandbyCases(t *testing.T, s *testserver.Server, c *client.Client, cases []standbyCase) {
+	t.Helper()
+	for i, tt := range cases {
 		if i > 0 {
 			waitIdle(t, s, s.Key, 1)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: tt.language, Code: tt.code, Stdin: tt.stdin, TimeoutMS: 20000})
+		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: tt.language, Code: tt.code, Stdin: tt.stdin, Env: tt.env, WorkingDir: tt.dir, TimeoutMS: 20000})
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
@@ -194,6 +205,80 @@ func TestCachedJavaScript(t *testing.T) {
 			t.Errorf("%s: warm %v exit %d (want %d) stdout %q (want %q) stderr %q (want it to hold %q) error %q",
 				tt.name, res.Warm, res.ExitCode, tt.exit, res.Stdout, tt.stdout, res.Stderr, tt.stderrPart, res.Error)
 		}
+	}
+}
+
+// TestCachedBash checks cached bash runs in a bash the agent started ahead of
+// the request (one per execution), and behaves as bash -c: output apart, stdin,
+// exit codes, errors, the names and environment bash -c gives, the request's
+// environment and working directory, and nothing of one execution in the next.
+// A request whose environment sets a variable bash reads only at start-up runs
+// in a new bash, as does the first execution of a sandbox.
+func TestCachedBash(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	// Whether this runs in a standby (its command line is the standby's script).
+	const inStandby = `if [ "$(tr '\0' '\n' </proc/$$/cmdline | sed -n 2p)" = --norc ]; then echo standby $(id -u); else echo new $(id -u); fi` + "\n"
+	runStandbyCases(t, s, c, []standbyCase{
+		// The first execution of a sandbox starts bash itself (the standby is
+		// still starting); the sandbox has one ready from then on.
+		{"first", "bash", inStandby + "left=1; export LEFT=1; echo x > /tmp/left; sleep 60 &", "", "new 1000\n", "", 0, nil, ""},
+		{"output apart", "bash", inStandby + "echo err >&2; echo ${left-unset} ${LEFT-unset}; ls /tmp; pgrep sleep || echo none", "", "standby 1000\nunset unset\nnone\n", "err", 0, nil, ""},
+		{"stdin", "bash", inStandby + "tr a-z A-Z", "hi\nthere\n", "standby 1000\nHI\nTHERE\n", "", 0, nil, ""},
+		{"no stdin", "bash", inStandby + "wc -c", "", "standby 1000\n0\n", "", 0, nil, ""},
+		{"exit code", "bash", inStandby + "exit 3", "", "standby 1000\n", "", 3, nil, ""},
+		{"not found", "bash", inStandby + "nosuchcommand", "", "standby 1000\n", "bash: line 2: nosuchcommand: command not found", 127, nil, ""},
+		{"names of bash -c", "bash", inStandby + `echo "$0 $# $SHLVL $PWD ${BASH_EXECUTION_STRING: -12}"; declare -p OLDPWD; echo $LINENO`, "",
+			"standby 1000\nbash 0 1 /workspace echo $LINENO\ndeclare -x OLDPWD\n2\n", "", 0, nil, ""},
+		{"environment and directory", "bash", inStandby + `echo "$FOO" $PWD; env | grep -c '^FOO='`, "",
+			"standby 1000\na b'c $HOME /tmp\n1\n", "", 0, map[string]string{"FOO": "a b'c $HOME"}, "/tmp"},
+		{"a start-up variable", "bash", inStandby + "echo $SHLVL", "", "new 1000\n5\n", "", 0, map[string]string{"SHLVL": "4"}, ""},
+		{"after the fallback", "bash", inStandby + "echo ok", "", "standby 1000\nok\n", "", 0, nil, ""},
+	})
+}
+
+// TestCachedBashStandbyFresh checks a bash standby (it runs as the sandbox user
+// while it waits, bash cannot drop root) never serves an execution after sharing
+// the sandbox with another one: code in a Python execution of the same sandbox
+// writes commands into the request pipe of the bash standby waiting there, and
+// the next bash execution does not run them.
+func TestCachedBashStandbyFresh(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	first := true
+	run := func(language, code string) *client.ExecuteResult {
+		t.Helper()
+		if !first {
+			waitIdle(t, s, s.Key, 1)
+		}
+		first = false
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: language, Code: code, TimeoutMS: 20000})
+		if err != nil || res.Status != "succeeded" {
+			t.Fatalf("%s execution: %+v %v", language, res, err)
+		}
+		return res
+	}
+	run("python", "print(1)")
+	run("bash", "echo 1") // starts the sandbox's bash standbys
+	run("bash", "echo 1")
+	inject := `import os
+n = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if b"printf ready" in open("/proc/%s/cmdline" % pid, "rb").read():
+            fd = os.open("/proc/%s/fd/4" % pid, os.O_WRONLY)
+            os.write(fd, b"echo INJECTED\n")
+            n += 1
+    except OSError:
+        pass
+print(n)`
+	if res := run("python", inject); res.Stdout == "0\n" {
+		t.Fatalf("no bash standby was waiting in the sandbox to test with: %+v", res)
+	}
+	if res := run("bash", `tr '\0' '\n' </proc/$$/cmdline | sed -n 2p`); res.Stdout != "--norc\n" || strings.Contains(res.Stdout+res.Stderr, "INJECTED") || !res.Warm {
+		t.Errorf("the bash execution after the Python one: warm %v stdout %q stderr %q (want a fresh standby: --norc, nothing injected)", res.Warm, res.Stdout, res.Stderr)
 	}
 }
 

@@ -64,6 +64,8 @@ func zygoteLanguage(lang string) string {
 		return "python"
 	case "javascript", "typescript":
 		return "node"
+	case "bash":
+		return "bash"
 	}
 	return ""
 }

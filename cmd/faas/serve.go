@@ -125,7 +125,7 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.agent, "agent", envOr("FAAS_AGENT", besideExecutable("faas-agent")), "faas-agent binary (env FAAS_AGENT)")
 	fs.IntVar(&c.stock, "stock", envInt("FAAS_STOCK", 2), "pre-booted sandboxes kept ready for ephemeral executions (env FAAS_STOCK)")
 	fs.StringVar(&c.stockImages, "stock-images", os.Getenv("FAAS_STOCK_IMAGES"), "pre-booted sandboxes of other images, with interpreters started ahead: LANGUAGE[+LANGUAGE]@IMAGE=SIZE, comma-separated, e.g. python@python:3.12-slim=2,javascript@node:20=1 (env FAAS_STOCK_IMAGES)")
-	fs.StringVar(&c.stockLangs, "stock-languages", envOr("FAAS_STOCK_LANGUAGES", "python"), "languages whose interpreter stocked sandboxes start ahead, comma-separated; \"none\" for none (env FAAS_STOCK_LANGUAGES)")
+	fs.StringVar(&c.stockLangs, "stock-languages", envOr("FAAS_STOCK_LANGUAGES", "python,bash"), "languages whose interpreter stocked sandboxes start ahead, comma-separated; \"none\" for none (env FAAS_STOCK_LANGUAGES)")
 	fs.DurationVar(&c.poolIdle, "pool-idle-timeout", envDuration("FAAS_POOL_IDLE_TIMEOUT", 5*time.Minute), "destroy warm sandboxes idle this long (env FAAS_POOL_IDLE_TIMEOUT)")
 	fs.IntVar(&c.maxWarmMB, "max-warm-memory-mb", envInt("FAAS_MAX_WARM_MEMORY_MB", 4096), "memory idle warm sandboxes may hold together (env FAAS_MAX_WARM_MEMORY_MB)")
 	fs.IntVar(&c.maxSandbox, "max-sandboxes", envInt("FAAS_MAX_SANDBOXES", 64), "most sandboxes alive at once; more requests get 503 (env FAAS_MAX_SANDBOXES)")
