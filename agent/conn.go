@@ -215,18 +215,24 @@ func (c *Conn) Hello(ctx context.Context) (Ready, error) {
 
 // request sends a Warm or Reset frame and waits for its Done.
 func (c *Conn) request(ctx context.Context, t FrameType, v any) error {
+	_, err := c.requestDone(ctx, t, v)
+	return err
+}
+
+// requestDone sends a request frame and waits for its Done.
+func (c *Conn) requestDone(ctx context.Context, t FrameType, v any) (Done, error) {
 	var payload []byte
 	if v != nil {
 		var err error
 		if payload, err = json.Marshal(v); err != nil {
-			return err
+			return Done{}, err
 		}
 	}
 	ch := make(chan Done, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return c.err
+		return Done{}, c.err
 	}
 	c.nextID++
 	id := c.nextID
@@ -238,18 +244,18 @@ func (c *Conn) request(ctx context.Context, t FrameType, v any) error {
 		c.mu.Unlock()
 	}()
 	if err := c.w.WriteFrame(t, id, payload); err != nil {
-		return fmt.Errorf("%w: %v", ErrClosed, err)
+		return Done{}, fmt.Errorf("%w: %v", ErrClosed, err)
 	}
 	select {
 	case d := <-ch:
 		if d.Error != "" {
-			return errors.New(d.Error)
+			return d, errors.New(d.Error)
 		}
-		return nil
+		return d, nil
 	case <-c.done:
-		return c.Err()
+		return Done{}, c.Err()
 	case <-ctx.Done():
-		return ctx.Err()
+		return Done{}, ctx.Err()
 	}
 }
 
@@ -260,9 +266,12 @@ func (c *Conn) Warm(ctx context.Context, w Warm) error {
 }
 
 // Reset kills every user process in the sandbox and empties every directory the
-// user can write, so the sandbox can serve another execution as if new.
-func (c *Conn) Reset(ctx context.Context) error {
-	return c.request(ctx, FrameReset, nil)
+// user can write, so the sandbox can serve another execution as if new. It
+// returns Done.ReapedPeakKB: the true peak memory of the standby executions
+// since the last reset, whose own reports may understate it.
+func (c *Conn) Reset(ctx context.Context) (reapedPeakKB int64, err error) {
+	d, err := c.requestDone(ctx, FrameReset, nil)
+	return d.ReapedPeakKB, err
 }
 
 // Exec is one running execution.

@@ -202,6 +202,11 @@ type Warm struct {
 // Done answers Warm and Reset (by the id of the request frame).
 type Done struct {
 	Error string `json:"error,omitempty"`
+	// ReapedPeakKB (Reset) is the highest peak resident memory, in KiB, of the
+	// processes since the last reset that reported their own end (a standby's
+	// report, which its code can forge), as the kernel counted it when they were
+	// reaped.
+	ReapedPeakKB int64 `json:"reaped_peak_kb,omitempty"`
 }
 
 // ZygoteLanguages are the languages whose code the agent can run in a process

@@ -56,6 +56,9 @@ type Server struct {
 	// reported are processes whose end was reported before they were reaped.
 	// Guarded by forkMu.
 	reported map[int]bool
+	// reapedPeakKB is the highest peak memory of the reported processes reaped
+	// since the last reset (taken by reset). Guarded by forkMu.
+	reapedPeakKB int64
 
 	zygoteMu sync.Mutex
 	zygotes  map[string]*zygote
@@ -205,7 +208,8 @@ func (s *Server) handle(f Frame) {
 	case FrameReset:
 		go func() {
 			var d Done
-			if err := s.reset(); err != nil {
+			var err error
+			if d.ReapedPeakKB, err = s.reset(); err != nil {
 				d.Error = err.Error()
 			}
 			s.refillZygotes(5 * time.Second)
@@ -930,8 +934,22 @@ var userDirs = []struct {
 // ones run as the user and go with the rest (dropUserStandbys). Killed processes
 // are waited for (one may be inside a system call that writes a file), but for
 // those that already reported their own exit: they run no more code.
-func (s *Server) reset() error {
+func (s *Server) reset() (reapedPeakKB int64, err error) {
 	s.dropUserStandbys()
+	// The processes that reported their end are ending (their executions'
+	// processes were killed): once reaped, their true peak memory is known.
+	for range 500 {
+		s.forkMu.Lock()
+		n := len(s.reported)
+		s.forkMu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.forkMu.Lock()
+	reapedPeakKB, s.reapedPeakKB = s.reapedPeakKB, 0
+	s.forkMu.Unlock()
 	for range 50 {
 		s.forkMu.Lock()
 		exiting := maps.Clone(s.reported)
@@ -969,7 +987,7 @@ func (s *Server) reset() error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return reapedPeakKB, errors.Join(errs...)
 }
 
 // killUserProcesses SIGKILLs every process whose real uid is not root, but those in
@@ -1007,6 +1025,7 @@ func killUserProcesses(skip map[int]bool) int {
 func (s *Server) exited(pid int, res waitResult) {
 	if s.reported[pid] {
 		delete(s.reported, pid)
+		s.reapedPeakKB = max(s.reapedPeakKB, res.rusage.Maxrss)
 		return
 	}
 	if p := s.procs[pid]; p != nil {

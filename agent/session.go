@@ -403,6 +403,6 @@ func (s *Server) stopZygotes() {
 	s.zygoteMu.Unlock()
 	for _, z := range zs {
 		z.kill()
-		z.dropStandbys()
+		s.dropStandbys(z)
 	}
 }

@@ -42,7 +42,7 @@ func (s *Server) startedStandbys(w Warm, want int, asUser bool, start func(Warm)
 		if err != nil {
 			s.logf("starting a %s standby: %v", w.Language, err)
 		}
-		if !z.arriveStarted(sb, gen, err == nil && standbyReady(sb.control)) {
+		if !s.arriveStarted(z, sb, gen, err == nil && standbyReady(sb.control)) {
 			z.kill() // given up: executions start the interpreter themselves
 		}
 	}

@@ -323,7 +323,7 @@ func (z *zygote) arrive(sb standby, ready bool) bool {
 
 // arriveStarted takes a started standby (see arrive), unless a reset dropped
 // the zygote's standbys since it was started: it is let go then.
-func (z *zygote) arriveStarted(sb standby, gen int, ready bool) bool {
+func (s *Server) arriveStarted(z *zygote, sb standby, gen int, ready bool) bool {
 	z.mu.Lock()
 	z.inflight--
 	stale := gen != z.gen
@@ -333,8 +333,13 @@ func (z *zygote) arriveStarted(sb standby, gen int, ready bool) bool {
 			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
 		}
 		sb.close()
+		go s.removeCgroup(&process{cgroup: sb.Cgroup})
 		z.signalArrived()
 		return true
+	}
+	if !ready && sb.PID > 0 { // arrive lets it go; it may not have ended
+		_ = syscall.Kill(sb.PID, syscall.SIGKILL)
+		go s.removeCgroup(&process{cgroup: sb.Cgroup})
 	}
 	return z.arrive(sb, ready)
 }
@@ -352,7 +357,7 @@ func (s *Server) dropUserStandbys() {
 			continue
 		}
 		z.mu.Lock()
-		dropped := z.dropStandbys()
+		dropped := s.dropStandbys(z)
 		if z.gen-z.usedGen < 2 {
 			z.owed = max(z.owed, dropped)
 		}
@@ -361,14 +366,16 @@ func (s *Server) dropUserStandbys() {
 	}
 }
 
-// dropStandbys kills the waiting standbys and lets them go; it returns how many.
-func (z *zygote) dropStandbys() int {
+// dropStandbys kills the waiting standbys and lets them go, their cgroups
+// removed once they are gone; it returns how many there were.
+func (s *Server) dropStandbys(z *zygote) int {
 	n := 0
 	for {
 		select {
 		case sb := <-z.standbys:
 			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
 			sb.close()
+			go s.removeCgroup(&process{cgroup: sb.Cgroup})
 			n++
 		default:
 			return n

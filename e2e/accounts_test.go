@@ -343,10 +343,26 @@ for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
 		{"javascript", "javascript", forgeJS},
 	} {
 		t.Run("cached "+tc.name+", a false report", func(t *testing.T) {
-			// Twice: the first run may have started the sandbox, the second is warm.
+			// Twice: the first run may have started the sandbox, the second is
+			// warm. The answer has the peak the host saw the sandbox grow by
+			// (memory gVisor had freed but kept from an earlier execution is not
+			// growth); the record, once the sandbox is reset, has the peak the
+			// kernel counted when it reaped the process.
 			for range 2 {
-				if res := run(t, client.ExecuteRequest{Mode: "cached", Language: tc.language, Code: tc.code}); res.Usage.MemoryPeakMB < 190 {
-					t.Errorf("200 MB used, %d MB billed: %+v", res.Usage.MemoryPeakMB, res.Usage)
+				res := run(t, client.ExecuteRequest{Mode: "cached", Language: tc.language, Code: tc.code})
+				var rec *client.Execution
+				for range 100 {
+					var err error
+					if rec, err = c.GetExecution(ctx, res.ExecutionID); err != nil {
+						t.Fatal(err)
+					}
+					if rec.Usage.MemoryPeakMB >= 200 {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if rec.Usage.MemoryPeakMB < 200 || rec.Usage.CostMicroUSD < res.Usage.CostMicroUSD {
+					t.Errorf("200 MB used, %d MB billed: %+v", rec.Usage.MemoryPeakMB, rec.Usage)
 				}
 			}
 		})
@@ -356,11 +372,20 @@ for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
 			t.Errorf("billed %d MB for print(1)", res.Usage.MemoryPeakMB)
 		}
 	})
-	t.Run("a session holding memory", func(t *testing.T) {
-		for i, code := range []string{`x = b"\1" * (200 << 20)`, "print(len(x))"} {
-			res := run(t, client.ExecuteRequest{Mode: "checkpointed", SessionID: "ses_memory", Language: "python", Code: code})
-			if res.Usage.MemoryPeakMB < 190 {
-				t.Errorf("execution %d: the session holds 200 MB, %d MB billed: %+v", i, res.Usage.MemoryPeakMB, res.Usage)
+	t.Run("a session", func(t *testing.T) {
+		for i, tc := range []struct {
+			code  string
+			least int64
+		}{
+			// Used and freed: the host sees the sandbox grow by it, less the
+			// memory gVisor took from the host before and had free (tens of MB).
+			{`x = b"\1" * (200 << 20); del x`, 150},
+			{`y = b"\1" * (200 << 20)`, 190}, // held by the session's kernel
+			{"print(len(y))", 190},
+		} {
+			res := run(t, client.ExecuteRequest{Mode: "checkpointed", SessionID: "ses_memory", Language: "python", Code: tc.code})
+			if res.Usage.MemoryPeakMB < tc.least {
+				t.Errorf("execution %d: 200 MB used or held, %d MB billed: %+v", i, res.Usage.MemoryPeakMB, res.Usage)
 			}
 		}
 	})

@@ -407,7 +407,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 		Language: req.Language, Image: req.Image, Status: store.StatusRunning, CreatedAt: time.Now(),
 	}
 	if err := e.store.CreateExecution(ctx, rec); err != nil {
-		e.giveBack(key, &req, b, nil)
+		e.giveBack(key, &req, b, nil, nil)
 		return nil, fmt.Errorf("recording execution: %w", err)
 	}
 	l := newLive(rec.ID, req.Account, req.Mode, req.Interactive)
@@ -438,13 +438,65 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 		}
 		b.mu.Unlock()
 	}
-	e.giveBack(key, req, b, res)
+	// A standby reports its own end (and memory peak, which its code can forge)
+	// before the kernel has torn it down; the sandbox's reset, after the answer,
+	// tells the true peak, and the record is mended if it was understated.
+	var reaped chan int64
+	if req.Mode == ModeCached && useZygote && res != nil {
+		reaped = make(chan int64, 1)
+	}
+	e.giveBack(key, req, b, res, reaped)
 	if runErr != nil {
 		res = &Result{Status: store.StatusError, ExitCode: -1, Error: "the platform failed to run the execution"}
 		log.Error("execution failed", "err", runErr)
 	}
 	res.Warm = warm
-	return e.record(rec, req, res, runErr)
+	out, err := e.record(rec, req, res, runErr)
+	if err == nil && reaped != nil {
+		e.mendMemory(rec, res, req.Mode, reaped)
+	}
+	return out, err
+}
+
+// mendMemory raises the recorded memory peak (and cost) of a finished
+// execution to the peak reaped reports, when that is higher; off the
+// answer's path.
+func (e *Engine) mendMemory(rec store.Execution, res *Result, mode string, reaped <-chan int64) {
+	recorded, cpu, d := res.MemoryPeakBytes, res.CPUTime, res.Duration
+	fin := finished(rec, res)
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		var kb int64
+		select {
+		case kb = <-reaped:
+		case <-time.After(30 * time.Second):
+			return
+		}
+		if kb<<10 <= recorded {
+			return
+		}
+		fin.MemoryPeakMB = (kb + 1023) >> 10
+		fin.CostMicroUSD = Price(mode, cpu, kb<<10, d)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.store.FinishExecution(ctx, fin); err != nil {
+			e.log.Warn("recording the reaped memory peak", "execution", rec.ID, "err", err)
+		}
+	}()
+}
+
+// finished is rec completed with res.
+func finished(rec store.Execution, res *Result) store.Execution {
+	fin := rec
+	now := time.Now()
+	fin.Status, fin.ExitCode, fin.Error = res.Status, res.ExitCode, res.Error
+	fin.DurationMS, fin.CPUMS = res.Duration.Milliseconds(), res.CPUTime.Milliseconds()
+	fin.MemoryPeakMB = (res.MemoryPeakBytes + (1<<20 - 1)) >> 20
+	fin.CostMicroUSD = res.CostMicroUSD
+	fin.StdoutBytes, fin.StderrBytes = int64(len(res.Stdout)), int64(len(res.Stderr))
+	fin.FinishedAt = &now
+	return fin
 }
 
 // record completes an execution's result and writes it to the store.
@@ -456,14 +508,7 @@ func (e *Engine) record(rec store.Execution, req *Request, res *Result, runErr e
 	}
 
 	// The record is written before anyone hears of the end: billed work is never lost.
-	fin := rec
-	now := time.Now()
-	fin.Status, fin.ExitCode, fin.Error = res.Status, res.ExitCode, res.Error
-	fin.DurationMS, fin.CPUMS = res.Duration.Milliseconds(), res.CPUTime.Milliseconds()
-	fin.MemoryPeakMB = (res.MemoryPeakBytes + (1<<20 - 1)) >> 20
-	fin.CostMicroUSD = res.CostMicroUSD
-	fin.StdoutBytes, fin.StderrBytes = int64(len(res.Stdout)), int64(len(res.Stderr))
-	fin.FinishedAt = &now
+	fin := finished(rec, res)
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.store.FinishExecution(wctx, fin); err != nil {
@@ -478,7 +523,9 @@ func (e *Engine) record(rec store.Execution, req *Request, res *Result, runErr e
 // giveBack hands a sandbox back after an execution: an ephemeral one is destroyed;
 // a cached one returns to its pool unless the execution crashed, broke a limit or
 // lost the sandbox (res nil: it never ran).
-func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
+// reaped, if not nil, is sent the reset's reaped peak memory (0 if the
+// sandbox is not reset).
+func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result, reaped chan<- int64) {
 	if req.Mode != ModeCached {
 		e.destroyLater(b)
 		return
@@ -503,7 +550,10 @@ func (e *Engine) giveBack(k poolKey, req *Request, b *box, res *Result) {
 	go func() {
 		defer e.bg.Done()
 		defer left()
-		e.pool.put(k, b, healthy)
+		kb := e.pool.put(k, b, healthy)
+		if reaped != nil {
+			reaped <- kb
+		}
 	}()
 }
 

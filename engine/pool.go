@@ -175,7 +175,9 @@ func (p *pool) willReturn(k poolKey) {
 // willReturn) is reset (user processes killed, user-writable directories
 // emptied) and kept idle; one whose execution crashed or broke a limit is
 // destroyed. The sandbox counts as in use until it is idle again or destroyed.
-func (p *pool) put(k poolKey, b *box, healthy bool) {
+// It returns the reset's reaped peak memory in KiB (see agent.Conn.Reset; 0 if
+// the sandbox was not reset).
+func (p *pool) put(k poolKey, b *box, healthy bool) (reapedPeakKB int64) {
 	retire := func() {
 		p.mu.Lock()
 		st := p.statsFor(k)
@@ -189,16 +191,17 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 	}
 	if !healthy {
 		retire()
-		return
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(p.e.ctx, 10*time.Second)
 	defer cancel()
-	if err := b.Agent().Reset(ctx); err != nil {
+	reapedPeakKB, err := b.Agent().Reset(ctx)
+	if err != nil {
 		if p.e.ctx.Err() == nil { // not the server shutting down
 			p.e.log.Warn("resetting warm sandbox; destroying it", "sandbox", b.ID(), "err", err)
 		}
 		retire()
-		return
+		return reapedPeakKB
 	}
 	w := &pooled{b: b, key: k, idleFrom: time.Now()}
 	if st, err := b.Stats(ctx); err == nil {
@@ -210,7 +213,7 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 	if p.e.ctx.Err() != nil {
 		p.mu.Unlock()
 		p.e.destroyLater(b)
-		return
+		return reapedPeakKB
 	}
 	p.idle[k] = append(p.idle[k], w)
 	var evicted []*box
@@ -227,6 +230,7 @@ func (p *pool) put(k poolKey, b *box, healthy bool) {
 	for _, b := range evicted {
 		p.e.destroyLater(b)
 	}
+	return reapedPeakKB
 }
 
 func (p *pool) count(k poolKey, f func(*PoolStats)) {

@@ -246,6 +246,7 @@ func (e errSkipped) Error() string { return e.why }
 const (
 	pythonPrint = "print(1)"
 	nodePrint   = "console.log(1)"
+	shellPrint  = "echo 1"
 )
 
 // benchScenarios is the table of scenarios, in report order. Adding a row is
@@ -260,6 +261,8 @@ func benchScenarios() []benchScenario {
 			target: "baseline", seed: "–", run: hostCommand("/usr/bin/python3", "-c", pythonPrint)},
 		{id: "node", name: "baseline: bare node -e 'console.log(1)' on the host", server: noServer,
 			target: "baseline", seed: "–", run: hostCommand("node", "-e", nodePrint)},
+		{id: "bash", name: "baseline: bare bash -c 'echo 1' on the host", server: noServer,
+			target: "baseline", seed: "–", run: hostCommand("bash", "-c", shellPrint)},
 		{id: "runsc-do", name: "baseline: runsc --network=none do python3 -c 'print(1)'", server: noServer,
 			target: "baseline", seed: "–", run: runscDo},
 		{id: "docker", name: "baseline: docker run --rm python:3 python -c 'print(1)'", server: noServer,
@@ -268,6 +271,8 @@ func benchScenarios() []benchScenario {
 			target: ephemeralTarget, targetMS: 150, goalMS: 50, seed: seedEphemeral, run: ephemeral(client.LanguagePython, pythonPrint)},
 		{id: "ephemeral-js", name: "ephemeral javascript console.log(1), HTTP end to end, stocked", server: stockedServer,
 			target: ephemeralTarget, targetMS: 150, goalMS: 50, seed: seedEphemeral, run: ephemeral(client.LanguageJavaScript, nodePrint)},
+		{id: "ephemeral-bash", name: "ephemeral bash echo 1, HTTP end to end, stocked", server: stockedServer,
+			target: "–", seed: seedEphemeral, run: ephemeral(client.LanguageBash, shellPrint)},
 		{id: "ephemeral-cold", name: "ephemeral python print(1), no stock (sandbox boots per request)", server: coldServer,
 			target: "– (reference: stock exhausted)", seed: seedEphemeral, run: ephemeral(client.LanguagePython, pythonPrint)},
 		{id: "shell-cold-host", name: "ephemeral sh -c 'echo 1', no stock, host image", server: coldServer,
@@ -284,6 +289,8 @@ func benchScenarios() []benchScenario {
 			target: "p50 ≤ 5 ms", targetMS: 5, seed: "5 ms (warm)", run: cachedExecution(client.LanguagePython, pythonPrint)},
 		{id: "cached-js", name: "cached (warm) javascript console.log(1), HTTP end to end", server: stockedServer,
 			target: "–", seed: "–", run: cachedExecution(client.LanguageJavaScript, nodePrint)},
+		{id: "cached-bash", name: "cached (warm) bash echo 1, HTTP end to end", server: stockedServer,
+			target: "–", seed: "–", run: cachedExecution(client.LanguageBash, shellPrint)},
 		{id: "cached-throughput-8", name: "throughput cached python print(1), 8 concurrent clients", server: stockedServer,
 			target: "≥ 200 exec/s", seed: "–", run: cachedThroughput},
 		{id: "warm-memory", name: "prewarm one python sandbox (time); idle memory per warm sandbox (note)", server: stockedServer,
