@@ -435,6 +435,9 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 	var payload []byte
 	var err error
 	if z.asUser {
+		z.mu.Lock()
+		z.usedGen = z.gen // (the one waiting, if unused, is replaced at the reset)
+		z.mu.Unlock()
 		payload, err = bashRequest(req)
 	} else {
 		env := make(map[string]string, len(req.Env))
@@ -445,15 +448,7 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 		}
 		payload, err = json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
 	}
-	if z.asUser {
-		z.mu.Lock()
-		z.usedGen = z.gen
-		z.mu.Unlock()
-	}
 	if err != nil {
-		if z.asUser {
-			z.oweOne() // the one waiting goes at the next reset
-		}
 		return standby{}, err
 	}
 	var sb standby

@@ -520,7 +520,7 @@ func (e *Engine) resumeLocked(ctx context.Context, in *instance) error {
 		release()
 		return err
 	}
-	booted, err := e.reserve(ctx, true)
+	booted, err := e.reserve(ctx, requestBoot)
 	if err != nil {
 		releaseImage()
 		release()

@@ -23,6 +23,7 @@ type fakeDriver struct {
 	// count the creations under way (now and at most).
 	bootTime              time.Duration
 	creating, maxCreating atomic.Int64
+	created               atomic.Int64 // sandboxes created in all
 	// destroyTime, when set, is how long Destroy takes (the sandbox counts as
 	// live until it is over, as with gVisor).
 	destroyTime time.Duration
@@ -53,6 +54,7 @@ func (s *fakeSandbox) Destroy(context.Context) error {
 }
 
 func (d *fakeDriver) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	d.created.Add(1)
 	if d.bootTime > 0 {
 		n := d.creating.Add(1)
 		for m := d.maxCreating.Load(); n > m && !d.maxCreating.CompareAndSwap(m, n); m = d.maxCreating.Load() {

@@ -86,6 +86,42 @@ func TestCapHoldsWhileBooting(t *testing.T) {
 	}
 }
 
+// TestCapWaitsForStock: a request at the cap while the stock boots a sandbox
+// waits for it and takes it, rather than being refused.
+func TestCapWaitsForStock(t *testing.T) {
+	d := &fakeDriver{bootTime: 300 * time.Millisecond}
+	e := New(Config{MaxSandboxes: 2, StockSize: 1}, d, nil)
+	defer e.Close(context.Background())
+	ctx := context.Background()
+	waitStock := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for e.stock.len() < 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the stock did not fill")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitStock()
+	a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python") // the stocked one
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Destroy(ctx)
+	// The stock starts its replacement stockRefillDelay later; a request
+	// arriving as it boots finds the cap (2) reached.
+	time.Sleep(stockRefillDelay + 50*time.Millisecond)
+	b, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python")
+	if err != nil {
+		t.Fatalf("at the cap while the stock boots: %v", err)
+	}
+	defer b.Destroy(ctx)
+	if n := d.created.Load(); n != 2 {
+		t.Errorf("the request did not take the sandbox the stock booted: %d created in all", n)
+	}
+}
+
 // TestCapWaitsForLeaving: at the cap, a request waits for a sandbox being destroyed
 // (an ephemeral one just used) rather than being refused, and the stock does not
 // take the slot it frees from the request.

@@ -282,7 +282,7 @@ func (e *Engine) restore(ctx context.Context, sn *store.Snapshot) (*box, error) 
 	if err != nil {
 		return nil, err
 	}
-	booted, err := e.reserve(ctx, true)
+	booted, err := e.reserve(ctx, requestBoot)
 	if err != nil {
 		releaseImage()
 		return nil, err

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -201,23 +202,28 @@ func (e *Engine) fresh(ctx context.Context, spec sandbox.Spec, language string) 
 	if err != nil {
 		return nil, err
 	}
-	if b := e.stock.pop(spec, language); b != nil {
-		release() // the stocked sandbox holds its image
-		r, ok := b.Sandbox.(sandbox.Resizer)
-		if !ok {
-			return b, nil
+	var booted func()
+	for {
+		if b := e.stock.pop(spec, language); b != nil {
+			release() // the stocked sandbox holds its image
+			r, ok := b.Sandbox.(sandbox.Resizer)
+			if !ok {
+				return b, nil
+			}
+			err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB)
+			if err == nil {
+				return b, nil
+			}
+			e.log.Warn("resizing stocked sandbox", "sandbox", b.ID(), "err", err)
+			e.destroyLater(b)
+			if cfg, release, err = e.withImage(&spec); err != nil {
+				return nil, err
+			}
 		}
-		err := r.Resize(ctx, spec.CPUCores, spec.MemoryMB)
-		if err == nil {
-			return b, nil
-		}
-		e.log.Warn("resizing stocked sandbox", "sandbox", b.ID(), "err", err)
-		e.destroyLater(b)
-		if cfg, release, err = e.withImage(&spec); err != nil {
-			return nil, err
+		if booted, err = e.reserve(ctx, freshBoot); !errors.Is(err, errStockLanded) {
+			break
 		}
 	}
-	booted, err := e.reserve(ctx, true)
 	if err != nil {
 		release()
 		return nil, err
@@ -243,9 +249,12 @@ type boots struct {
 	mu      sync.Mutex
 	booting int
 	leaving int
-	waiting int           // requests waiting for a leaving sandbox
-	left    chan struct{} // closed (and replaced) when a leaving sandbox has left
-	slots   chan struct{}
+	// stocking counts the stock's sandboxes from their reservation until they
+	// are on the shelf (or failed); landed counts those that made it.
+	stocking, landed int
+	waiting          int           // requests waiting for a leaving or stocking sandbox
+	left             chan struct{} // closed (and replaced) when one has left or landed
+	slots            chan struct{}
 }
 
 // maxConcurrentBoots is how many sandboxes boot at once: one per core, at least
@@ -267,24 +276,55 @@ func (bs *boots) leave() (left func()) {
 		once.Do(func() {
 			bs.mu.Lock()
 			bs.leaving--
-			if bs.left != nil {
-				close(bs.left)
-				bs.left = nil
-			}
+			bs.wakeLocked()
 			bs.mu.Unlock()
 		})
 	}
 }
 
+// stocked counts a stock sandbox that was being made as on the shelf (ok) or
+// failed.
+func (bs *boots) stocked(ok bool) {
+	bs.mu.Lock()
+	bs.stocking--
+	if ok {
+		bs.landed++
+	}
+	bs.wakeLocked()
+	bs.mu.Unlock()
+}
+
+// wakeLocked wakes the requests waiting at the cap.
+func (bs *boots) wakeLocked() {
+	if bs.left != nil {
+		close(bs.left)
+		bs.left = nil
+	}
+}
+
+// errStockLanded tells fresh a stocked sandbox is ready: take it.
+var errStockLanded = errors.New("a stocked sandbox is ready")
+
+// booter is who reserves a boot (see reserve).
+type booter int
+
+const (
+	stockBoot   booter = iota // the stock's background refill
+	requestBoot               // a request that needs a sandbox of its own (a restore)
+	freshBoot                 // a request a stocked sandbox would serve as well
+)
+
 // reserve makes sure one more sandbox may be created below the cap, counting
-// those booting. For a request (request set) at the cap, it waits for leaving
-// sandboxes (see boots), then evicts the least recently used idle pooled
-// sandbox; background work (request unset) does neither, and leaves a slot
-// freed to a request waiting for one. It fails with ErrBusy at the cap. It then
-// waits for a turn to boot. The caller creates the sandbox and calls booted
-// (whether or not the creation succeeded).
-func (e *Engine) reserve(ctx context.Context, request bool) (booted func(), err error) {
-	if err := e.countBoot(ctx, request); err != nil {
+// those booting. For a request at the cap, it waits for leaving sandboxes and
+// for the stock's sandboxes on their way (see boots), then evicts the least
+// recently used idle pooled sandbox, or else a stocked one; when one the stock
+// was booting is ready, a freshBoot gets errStockLanded (take it instead). The
+// stock's refill does none of that, and leaves a slot freed to a request
+// waiting for one. It fails with ErrBusy at the cap. It then waits for a turn
+// to boot. The caller creates the sandbox and calls booted (whether or not the
+// creation succeeded).
+func (e *Engine) reserve(ctx context.Context, who booter) (booted func(), err error) {
+	if err := e.countBoot(ctx, who); err != nil {
 		return nil, err
 	}
 	uncount := func() {
@@ -317,7 +357,8 @@ func (b busyError) Error() string {
 func (b busyError) Unwrap() error { return ErrBusy }
 
 // countBoot counts one more sandbox booting if the cap allows it; see reserve.
-func (e *Engine) countBoot(ctx context.Context, request bool) error {
+func (e *Engine) countBoot(ctx context.Context, who booter) error {
+	request := who != stockBoot
 	limit := e.cfg.MaxSandboxes
 	busy := busyError{limit}
 	bs := &e.boots
@@ -334,12 +375,16 @@ func (e *Engine) countBoot(ctx context.Context, request bool) error {
 		free := limit <= 0 || e.driver.Live()+bs.booting < limit
 		if free && (request || bs.waiting == 0) {
 			bs.booting++
+			if !request {
+				bs.stocking++ // until stocked
+			}
 			return nil
 		}
 		if !request {
 			return busy
 		}
-		if bs.leaving > 0 {
+		if bs.leaving > 0 || bs.stocking > 0 {
+			landed := bs.landed
 			if bs.left == nil {
 				bs.left = make(chan struct{})
 			}
@@ -366,13 +411,19 @@ func (e *Engine) countBoot(ctx context.Context, request bool) error {
 			if err != nil {
 				return err
 			}
+			if who == freshBoot && bs.landed != landed {
+				return errStockLanded
+			}
 			continue
 		}
 		if evicted {
 			return busy
 		}
-		bs.mu.Unlock() // the pool's lock is never taken under this one
+		bs.mu.Unlock() // the pool's and the stock's locks are never taken under this one
 		b := e.pool.evictOldest()
+		if b == nil {
+			b = e.stock.evictOldest() // of another image, or it would have been taken
+		}
 		if b != nil {
 			_ = b.Destroy(ctx)
 		}
@@ -452,11 +503,13 @@ func (s *stock) fill(sh *shelf) bool {
 	for _, b := range stale {
 		e.destroyLater(b)
 	}
-	booted, err := e.reserve(e.ctx, false) // never evicts a warm sandbox
+	booted, err := e.reserve(e.ctx, stockBoot) // never evicts a warm sandbox
 	if err != nil {
 		release()
 		return false // at the cap (or closing)
 	}
+	stocked := false
+	defer func() { e.boots.stocked(stocked) }()
 	sb, err := e.driver.Create(e.ctx, spec)
 	booted()
 	if err != nil {
@@ -483,7 +536,27 @@ func (s *stock) fill(sh *shelf) bool {
 	sh.ready = append(sh.ready, b)
 	sh.booted++
 	s.mu.Unlock()
+	stocked = true
 	return true
+}
+
+// evictOldest takes the oldest stocked sandbox of the fullest shelf off it, for
+// the caller to destroy (nil if there is none).
+func (s *stock) evictOldest() *box {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var from *shelf
+	for _, sh := range s.shelves {
+		if len(sh.ready) > 0 && (from == nil || len(sh.ready) > len(from.ready)) {
+			from = sh
+		}
+	}
+	if from == nil {
+		return nil
+	}
+	b := from.ready[0]
+	from.ready = from.ready[1:]
+	return b
 }
 
 // dropImages destroys the stocked sandboxes of images other than the host image
