@@ -142,12 +142,24 @@ func (s *Server) startBashStandby(w Warm) (standby, error) {
 	return sb, nil
 }
 
+// shellName reports whether name is one bash can export (bash -c passes others
+// on to the programs it runs, which a standby cannot; exported functions,
+// BASH_FUNC_*, are among them).
+func shellName(name string) bool {
+	for i, c := range name {
+		if c != '_' && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return name != ""
+}
+
 // bashStartupVars are variables bash reads only as it starts: a request that
-// sets one runs in a new bash, not a standby.
+// sets one (or a name bash cannot export) runs in a new bash, not a standby.
 var bashStartupVars = []string{"BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "SHLVL", "BASH_XTRACEFD", "IFS", "PWD", "OLDPWD", "PS4"}
 
 // errStartupVars says a request cannot run in a bash standby.
-var errStartupVars = errors.New("the environment sets a variable bash reads at start-up")
+var errStartupVars = errors.New("the environment sets a variable bash reads at start-up or cannot export")
 
 // bashRequest is what a bash standby reads: one line that sets the request's
 // environment and working directory as a new `bash -c` would have them, then the
@@ -157,7 +169,7 @@ func bashRequest(req ExecRequest) ([]byte, error) {
 	b.WriteString("exec 4<&-")
 	for _, kv := range req.Env {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "BASH_FUNC_") || slices.Contains(bashStartupVars, name) || strings.ContainsAny(kv, "\x00") {
+		if !shellName(name) || slices.Contains(bashStartupVars, name) || strings.Contains(kv, "\x00") {
 			return nil, errStartupVars
 		}
 		b.WriteString("; export ")
@@ -170,7 +182,11 @@ func bashRequest(req ExecRequest) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// shellQuote quotes s as one word for the shell.
+// shellQuote quotes s as one word for bash, on one line (a newline is written
+// as \n inside $'...').
 func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	if !strings.Contains(s, "\n") {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return "$'" + strings.NewReplacer(`\`, `\\`, "'", `\'`, "\n", `\n`).Replace(s) + "'"
 }
