@@ -463,7 +463,6 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 // answer's path.
 func (e *Engine) mendMemory(rec store.Execution, res *Result, mode string, reaped <-chan int64) {
 	recorded, cpu, d := res.MemoryPeakBytes, res.CPUTime, res.Duration
-	fin := finished(rec, res)
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -476,27 +475,12 @@ func (e *Engine) mendMemory(rec store.Execution, res *Result, mode string, reape
 		if kb<<10 <= recorded {
 			return
 		}
-		fin.MemoryPeakMB = (kb + 1023) >> 10
-		fin.CostMicroUSD = Price(mode, cpu, kb<<10, d)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := e.store.FinishExecution(ctx, fin); err != nil {
+		if err := e.store.RaiseExecutionMemory(ctx, rec.ID, (kb+1023)>>10, Price(mode, cpu, kb<<10, d)); err != nil {
 			e.log.Warn("recording the reaped memory peak", "execution", rec.ID, "err", err)
 		}
 	}()
-}
-
-// finished is rec completed with res.
-func finished(rec store.Execution, res *Result) store.Execution {
-	fin := rec
-	now := time.Now()
-	fin.Status, fin.ExitCode, fin.Error = res.Status, res.ExitCode, res.Error
-	fin.DurationMS, fin.CPUMS = res.Duration.Milliseconds(), res.CPUTime.Milliseconds()
-	fin.MemoryPeakMB = (res.MemoryPeakBytes + (1<<20 - 1)) >> 20
-	fin.CostMicroUSD = res.CostMicroUSD
-	fin.StdoutBytes, fin.StderrBytes = int64(len(res.Stdout)), int64(len(res.Stderr))
-	fin.FinishedAt = &now
-	return fin
 }
 
 // record completes an execution's result and writes it to the store.
@@ -508,7 +492,14 @@ func (e *Engine) record(rec store.Execution, req *Request, res *Result, runErr e
 	}
 
 	// The record is written before anyone hears of the end: billed work is never lost.
-	fin := finished(rec, res)
+	fin := rec
+	now := time.Now()
+	fin.Status, fin.ExitCode, fin.Error = res.Status, res.ExitCode, res.Error
+	fin.DurationMS, fin.CPUMS = res.Duration.Milliseconds(), res.CPUTime.Milliseconds()
+	fin.MemoryPeakMB = (res.MemoryPeakBytes + (1<<20 - 1)) >> 20
+	fin.CostMicroUSD = res.CostMicroUSD
+	fin.StdoutBytes, fin.StderrBytes = int64(len(res.Stdout)), int64(len(res.Stderr))
+	fin.FinishedAt = &now
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.store.FinishExecution(wctx, fin); err != nil {

@@ -86,6 +86,17 @@ func (s *Store) FinishExecution(ctx context.Context, e Execution) error {
 	return nil
 }
 
+// RaiseExecutionMemory sets the memory peak and cost of the finished execution
+// id if memoryPeakMB is higher than the peak recorded (a peak learnt after the
+// execution was recorded); it changes nothing else.
+func (s *Store) RaiseExecutionMemory(ctx context.Context, id string, memoryPeakMB, costMicroUSD int64) error {
+	if _, err := s.write.ExecContext(ctx, s.q(`UPDATE executions SET memory_peak_mb = ?, cost_micro_usd = ?
+		WHERE id = ? AND memory_peak_mb < ?`), memoryPeakMB, costMicroUSD, id, memoryPeakMB); err != nil {
+		return fmt.Errorf("raising the memory peak of execution %s: %w", id, err)
+	}
+	return nil
+}
+
 // GetExecution returns the execution id of account. It returns ErrNotFound
 // if there is no such execution or it belongs to another account.
 func (s *Store) GetExecution(ctx context.Context, account, id string) (Execution, error) {

@@ -381,6 +381,18 @@ func testExecutions(t *testing.T, b backend) {
 		t.Errorf("GetExecution after finish = %+v, want %+v", got, done)
 	}
 
+	// A memory peak learnt later raises the record's, never lowers it.
+	if err := s.RaiseExecutionMemory(ctx, "exec_1", 32, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseExecutionMemory(ctx, "exec_1", 200, 2_000_000_000_000); err != nil {
+		t.Fatal(err)
+	}
+	done.MemoryPeakMB, done.CostMicroUSD = 200, 2_000_000_000_000
+	if got, err := s.GetExecution(ctx, "acct_a", "exec_1"); err != nil || !reflect.DeepEqual(got, done) {
+		t.Errorf("after raising the memory peak: %+v (%v), want %+v", got, err, done)
+	}
+
 	if err := s.FinishExecution(ctx, Execution{ID: "exec_missing", Status: StatusSucceeded}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("FinishExecution(unknown) error = %v, want ErrNotFound", err)
 	}
