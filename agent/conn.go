@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -284,9 +285,17 @@ type Exec struct {
 // Start asks the agent to start a process. Its output goes to out as it arrives.
 // The caller must eventually call Wait.
 func (c *Conn) Start(req ExecRequest, out Output) (*Exec, error) {
-	payload, err := json.Marshal(req)
-	if err != nil {
+	// Sent in one frame (the agent takes no request in parts), its code not
+	// HTML-escaped (< > & would take six bytes each).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(req); err != nil {
 		return nil, err
+	}
+	payload := buf.Bytes()
+	if len(payload) > MaxRequestPayload {
+		return nil, fmt.Errorf("the exec request is %d bytes; the agent takes at most %d", len(payload), MaxRequestPayload)
 	}
 	p := &pending{out: out, started: make(chan Started, 1), exit: make(chan ExitStatus, 1)}
 	c.mu.Lock()
@@ -298,7 +307,7 @@ func (c *Conn) Start(req ExecRequest, out Output) (*Exec, error) {
 	id := c.nextID
 	c.execs[id] = p
 	c.mu.Unlock()
-	if err := c.w.WriteFrame(FrameExec, id, payload); err != nil {
+	if err := c.w.WriteWholeFrame(FrameExec, id, payload); err != nil {
 		c.mu.Lock()
 		delete(c.execs, id)
 		c.mu.Unlock()

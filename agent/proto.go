@@ -89,10 +89,16 @@ type TunnelOpen struct {
 
 const headerSize = 9
 
-// MaxPayload bounds one frame's payload; larger data is split across frames.
+// MaxPayload bounds one frame's payload from the agent (the host reads no
+// larger); larger data is split across frames.
 const MaxPayload = 1 << 20
 
-// ErrFrameTooLarge is returned when a peer announces a frame above MaxPayload.
+// MaxRequestPayload bounds a frame from the host, which writes an exec request
+// whole (WriteWholeFrame): its code, argv and environment, JSON-escaped, can
+// pass MaxPayload.
+const MaxRequestPayload = 16 << 20
+
+// ErrFrameTooLarge is returned when a peer announces a frame above the limit.
 var ErrFrameTooLarge = errors.New("agent: frame too large")
 
 // Frame is one decoded protocol frame.
@@ -114,14 +120,28 @@ func NewFrameWriter(w io.Writer) *FrameWriter {
 	return &FrameWriter{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
+// WriteWholeFrame writes and flushes one frame from the host that is never
+// split (an exec request), of at most MaxRequestPayload.
+func (fw *FrameWriter) WriteWholeFrame(t FrameType, id uint32, payload []byte) error {
+	if len(payload) > MaxRequestPayload {
+		return ErrFrameTooLarge
+	}
+	return fw.write(t, id, payload, len(payload))
+}
+
 // WriteFrame writes and flushes one frame, splitting payloads above MaxPayload.
 func (fw *FrameWriter) WriteFrame(t FrameType, id uint32, payload []byte) error {
+	return fw.write(t, id, payload, MaxPayload)
+}
+
+// write writes payload in frames of at most limit bytes, and flushes.
+func (fw *FrameWriter) write(t FrameType, id uint32, payload []byte, limit int) error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	for {
 		chunk := payload
-		if len(chunk) > MaxPayload {
-			chunk = chunk[:MaxPayload]
+		if len(chunk) > limit {
+			chunk = chunk[:limit]
 		}
 		binary.BigEndian.PutUint32(fw.hdr[0:4], uint32(len(chunk)+5))
 		fw.hdr[4] = byte(t)
@@ -143,11 +163,18 @@ func (fw *FrameWriter) WriteFrame(t FrameType, id uint32, payload []byte) error 
 type FrameReader struct {
 	r   *bufio.Reader
 	hdr [headerSize]byte
+	max uint32
 }
 
-// NewFrameReader returns a FrameReader on r.
+// NewFrameReader returns a FrameReader on r for frames of at most MaxPayload.
 func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10)}
+	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), max: MaxPayload}
+}
+
+// NewRequestReader returns a FrameReader on r for frames from the host (at most
+// MaxRequestPayload).
+func NewRequestReader(r io.Reader) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), max: MaxRequestPayload}
 }
 
 // ReadFrame reads the next frame. The payload is a fresh slice the caller may keep.
@@ -159,7 +186,7 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	if n < 5 {
 		return Frame{}, fmt.Errorf("agent: malformed frame length %d", n)
 	}
-	if n-5 > MaxPayload {
+	if n-5 > fr.max {
 		return Frame{}, ErrFrameTooLarge
 	}
 	f := Frame{Type: FrameType(fr.hdr[4]), ID: binary.BigEndian.Uint32(fr.hdr[5:9])}

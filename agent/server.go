@@ -125,7 +125,7 @@ func Serve(r io.Reader, w io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
 	go s.reap(sigs)
-	fr := NewFrameReader(r)
+	fr := NewRequestReader(r)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {

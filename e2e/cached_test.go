@@ -554,3 +554,45 @@ func TestPoolManagement(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLongestCodeEscaped checks code of the largest size a request may have,
+// made of the characters JSON escapes longest (the exec request to the agent
+// then passes one frame's usual limit), runs in every way code reaches a process:
+// a zygote standby, a bash standby, a new interpreter's argument, a command.
+func TestLongestCodeEscaped(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	for _, tc := range []struct {
+		name    string
+		req     client.ExecuteRequest
+		comment string // starts a comment in the language
+	}{
+		{"python cached", client.ExecuteRequest{Mode: "cached", Language: "python", Code: "print('ok')"}, "\n#"},
+		{"python ephemeral", client.ExecuteRequest{Language: "python", Code: "print('ok')"}, "\n#"},
+		{"bash cached", client.ExecuteRequest{Mode: "cached", Language: "bash", Code: "echo ok"}, "\n#"},
+		{"bash ephemeral", client.ExecuteRequest{Language: "bash", Code: "echo ok"}, "\n#"},
+		{"javascript ephemeral", client.ExecuteRequest{Language: "javascript", Code: "console.log('ok')"}, "\n//"},
+		{"command", client.ExecuteRequest{Command: "echo ok"}, " #"},
+	} {
+		for _, fill := range []string{"<>&", "\x01\x02\x1f"} {
+			req := tc.req
+			prefix := req.Code + req.Command + tc.comment
+			long := prefix + strings.Repeat(fill, engine.MaxCodeBytes)[:engine.MaxCodeBytes-len(prefix)]
+			if req.Command != "" {
+				req.Command = long
+			} else {
+				req.Code = long
+			}
+			req.TimeoutMS = 30000
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			res, err := c.Execute(ctx, req)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s, %q: %v", tc.name, fill, err)
+			}
+			if res.Status != "succeeded" || res.Stdout != "ok\n" {
+				t.Errorf("%s, %q: status %s stdout %q stderr %.200q error %q", tc.name, fill, res.Status, res.Stdout, res.Stderr, res.Error)
+			}
+		}
+	}
+}
