@@ -329,11 +329,7 @@ func (s *Server) arriveStarted(z *zygote, sb standby, gen int, ready bool) bool 
 	stale := gen != z.gen
 	z.mu.Unlock()
 	if stale {
-		if sb.PID > 0 {
-			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
-		}
-		sb.close()
-		go s.removeCgroup(&process{cgroup: sb.Cgroup})
+		s.discard(sb)
 		z.signalArrived()
 		return true
 	}
@@ -366,21 +362,28 @@ func (s *Server) dropUserStandbys() {
 	}
 }
 
-// dropStandbys kills the waiting standbys and lets them go, their cgroups
-// removed once they are gone; it returns how many there were.
+// dropStandbys discards the waiting standbys; it returns how many there were.
 func (s *Server) dropStandbys(z *zygote) int {
 	n := 0
 	for {
 		select {
 		case sb := <-z.standbys:
-			_ = syscall.Kill(sb.PID, syscall.SIGKILL)
-			sb.close()
-			go s.removeCgroup(&process{cgroup: sb.Cgroup})
+			s.discard(sb)
 			n++
 		default:
 			return n
 		}
 	}
+}
+
+// discard kills a standby that will not be used and lets it go, its cgroups
+// removed once it is gone.
+func (s *Server) discard(sb standby) {
+	if sb.PID > 0 {
+		_ = syscall.Kill(sb.PID, syscall.SIGKILL)
+	}
+	sb.close()
+	go s.removeCgroup(&process{cgroup: sb.Cgroup})
 }
 
 // signalArrived wakes awaitStandbys.
@@ -459,7 +462,9 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 			// Starting one now would take as long as the new interpreter the
 			// caller starts instead; one is ready after the next reset (one
 			// starting now will have shared the sandbox with this execution).
-			z.oweOne()
+			z.mu.Lock()
+			z.owed = max(z.owed, 1)
+			z.mu.Unlock()
 			return standby{}, errNoStandby
 		}
 		z.refill() // none left: ask for the ones owed now
@@ -487,13 +492,6 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 		return standby{}, fmt.Errorf("sending to standby %d: %w", sb.PID, err)
 	}
 	return sb, nil
-}
-
-// oweOne makes sure a standby is started at the next refill.
-func (z *zygote) oweOne() {
-	z.mu.Lock()
-	z.owed = max(z.owed, 1)
-	z.mu.Unlock()
 }
 
 // errNoStandby says no standby was ready.

@@ -242,6 +242,28 @@ func TestUsageMetering(t *testing.T) {
 	}
 }
 
+// falseReportPy and falseReportJS find a standby's control socket (the one
+// socket among the process's descriptors) and report on it an end with no CPU
+// used and a peak of 1 KiB.
+const (
+	falseReportPy = `import os, socket
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if fd > 2 and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+            socket.socket(fileno=fd).send(b'{"status": 0, "utime_us": 0, "stime_us": 0, "maxrss_kb": 1}')
+    except OSError:
+        pass
+`
+	falseReportJS = `for (const fd of require('fs').readdirSync('/proc/self/fd').map(Number)) {
+  try {
+    if (fd > 2 && require('fs').readlinkSync('/proc/self/fd/' + fd).startsWith('socket:')) {
+      require('fs').writeSync(fd, JSON.stringify({ status: 0, utime_us: 0, stime_us: 0, maxrss_kb: 1 }));
+    }
+  } catch (e) {}
+}
+`
+)
+
 // TestCPUBilledHonestly: the CPU time billed is every process's of the execution
 // (children it never waited for included), and code cannot lower it by writing a
 // false end report to the standby's control socket, in Python or JavaScript.
@@ -250,29 +272,12 @@ func TestCPUBilledHonestly(t *testing.T) {
 	ctx := context.Background()
 	c := s.Client()
 	const burnPy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
-	// forgePy finds the control socket (the one socket among its descriptors) and
-	// reports an exit with no CPU used, then waits to be told it is done.
-	const forgePy = burnPy + `import os, socket, time
-for fd in map(int, os.listdir("/proc/self/fd")):
-    try:
-        if fd > 2 and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
-            socket.socket(fileno=fd).send(b'{"status": 0, "utime_us": 0, "stime_us": 0, "maxrss_kb": 1}')
-    except OSError:
-        pass
-time.sleep(5)
-`
-	const forgeJS = `const fs = require('fs');
-const t = process.cpuUsage();
+	// Each burns a second of CPU, reports a false end, then waits to be told it
+	// is done.
+	const forgePy = burnPy + falseReportPy + "import time\ntime.sleep(5)\n"
+	const forgeJS = `const t = process.cpuUsage();
 while ((process.cpuUsage(t).user + process.cpuUsage(t).system) < 1e6) {}
-for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
-  try {
-    if (fd > 2 && fs.readlinkSync('/proc/self/fd/' + fd).startsWith('socket:')) {
-      fs.writeSync(fd, JSON.stringify({ status: 0, utime_us: 0, stime_us: 0, maxrss_kb: 1 }));
-    }
-  } catch (e) {}
-}
-const end = Date.now() + 5000; while (Date.now() < end) {}
-`
+` + falseReportJS + "const end = Date.now() + 5000; while (Date.now() < end) {}\n"
 	for _, tc := range []struct {
 		name string
 		req  client.ExecuteRequest
@@ -308,24 +313,8 @@ func TestMemoryBilledHonestly(t *testing.T) {
 	// Each allocates and touches 200 MB, lets it go, then reports a peak of 1 KiB.
 	const forgePy = `x = b"\1" * (200 << 20)
 del x
-import os, socket
-for fd in map(int, os.listdir("/proc/self/fd")):
-    try:
-        if fd > 2 and os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
-            socket.socket(fileno=fd).send(b'{"status": 0, "utime_us": 0, "stime_us": 0, "maxrss_kb": 1}')
-    except OSError:
-        pass
-`
-	const forgeJS = `const fs = require('fs');
-let b = Buffer.alloc(200 << 20, 1); b = null;
-for (const fd of fs.readdirSync('/proc/self/fd').map(Number)) {
-  try {
-    if (fd > 2 && fs.readlinkSync('/proc/self/fd/' + fd).startsWith('socket:')) {
-      fs.writeSync(fd, JSON.stringify({ status: 0, utime_us: 0, stime_us: 0, maxrss_kb: 1 }));
-    }
-  } catch (e) {}
-}
-`
+` + falseReportPy
+	const forgeJS = "let b = Buffer.alloc(200 << 20, 1); b = null;\n" + falseReportJS
 	run := func(t *testing.T, req client.ExecuteRequest) *client.ExecuteResult {
 		t.Helper()
 		req.TimeoutMS = 30000

@@ -86,6 +86,18 @@ func TestCapHoldsWhileBooting(t *testing.T) {
 	}
 }
 
+// waitStock waits (at most 5 s) until the stock holds n sandboxes.
+func waitStock(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.stock.len() < n {
+		if time.Now().After(deadline) {
+			t.Fatal("the stock did not fill")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestCapWaitsForStock: a request at the cap while the stock boots a sandbox
 // waits for it and takes it, rather than being refused.
 func TestCapWaitsForStock(t *testing.T) {
@@ -93,17 +105,7 @@ func TestCapWaitsForStock(t *testing.T) {
 	e := New(Config{MaxSandboxes: 2, StockSize: 1}, d, nil)
 	defer e.Close(context.Background())
 	ctx := context.Background()
-	waitStock := func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for e.stock.len() < 1 {
-			if time.Now().After(deadline) {
-				t.Fatal("the stock did not fill")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitStock()
+	waitStock(t, e, 1)
 	a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python") // the stocked one
 	if err != nil {
 		t.Fatal(err)
@@ -130,13 +132,7 @@ func TestCapWaitsForLeaving(t *testing.T) {
 	e := New(Config{MaxSandboxes: 2, StockSize: 1}, d, nil)
 	defer e.Close(context.Background())
 	ctx := context.Background()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.stock.len() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stock did not fill")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStock(t, e, 1)
 	for i := range 5 { // one client at a time, each sandbox used once then destroyed
 		a, err := e.fresh(ctx, sandbox.Spec{Image: "host"}, "python") // from the stock, or booted
 		if err != nil {
