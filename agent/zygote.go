@@ -583,7 +583,8 @@ func (s *Server) awaitReport(p *process, control int) {
 		return
 	}
 	var rep standbyExit
-	if json.Unmarshal(buf[:n], &rep) != nil || rep.Status < 0 || rep.Status > 255 {
+	if json.Unmarshal(buf[:n], &rep) != nil || rep.Status < 0 || rep.Status > 255 ||
+		rep.UtimeUS < 0 || rep.StimeUS < 0 || rep.MaxRSSKB < 0 {
 		return
 	}
 	res := waitResult{

@@ -356,6 +356,22 @@ del x
 			}
 		})
 	}
+	t.Run("cached python, a report out of bounds", func(t *testing.T) {
+		// A peak of 4 EiB, once billed as such (and, held a little longer,
+		// overflowing into a negative cost): the bill keeps to the limit.
+		code := strings.Replace(falseReportPy, `"maxrss_kb": 1`, `"maxrss_kb": 4503599627370496`, 1) + "import time\ntime.sleep(1)\n"
+		res := run(t, client.ExecuteRequest{Mode: "cached", Language: "python", Code: code, Resources: &client.Resources{MemoryMB: 256}})
+		time.Sleep(time.Second) // the record is mended after the reset, if at all
+		rec, err := c.GetExecution(ctx, res.ExecutionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []client.Usage{res.Usage, rec.Usage} {
+			if u.MemoryPeakMB > 256 || u.CostMicroUSD < 0 || u.CostMicroUSD > 100 {
+				t.Errorf("a 256 MB execution of a second billed %+v", u)
+			}
+		}
+	})
 	t.Run("cached python print(1) is billed its own memory, not the sandbox's", func(t *testing.T) {
 		if res := run(t, client.ExecuteRequest{Mode: "cached", Language: "python", Code: "print(1)"}); res.Usage.MemoryPeakMB < 1 || res.Usage.MemoryPeakMB > 64 {
 			t.Errorf("billed %d MB for print(1)", res.Usage.MemoryPeakMB)

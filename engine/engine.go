@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -453,7 +454,7 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 	res.Warm = warm
 	out, err := e.record(rec, req, res, runErr)
 	if err == nil && reaped != nil {
-		e.mendMemory(rec, res, req.Mode, reaped)
+		e.mendMemory(rec, res, req, reaped)
 	}
 	return out, err
 }
@@ -461,8 +462,8 @@ func (e *Engine) run(l *Live, rec store.Execution, key poolKey, req *Request, b 
 // mendMemory raises the recorded memory peak (and cost) of a finished
 // execution to the peak reaped reports, when that is higher; off the
 // answer's path.
-func (e *Engine) mendMemory(rec store.Execution, res *Result, mode string, reaped <-chan int64) {
-	recorded, cpu, d := res.MemoryPeakBytes, res.CPUTime, res.Duration
+func (e *Engine) mendMemory(rec store.Execution, res *Result, req *Request, reaped <-chan int64) {
+	recorded, cpu, d, mode, limitMB := res.MemoryPeakBytes, res.CPUTime, res.Duration, req.Mode, req.MemoryMB
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -472,12 +473,13 @@ func (e *Engine) mendMemory(rec store.Execution, res *Result, mode string, reape
 		case <-time.After(30 * time.Second):
 			return
 		}
-		if kb<<10 <= recorded {
+		peak := reportedMemory(kb, limitMB)
+		if peak <= recorded {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := e.store.RaiseExecutionMemory(ctx, rec.ID, (kb+1023)>>10, Price(mode, cpu, kb<<10, d)); err != nil {
+		if err := e.store.RaiseExecutionMemory(ctx, rec.ID, (peak+(1<<20-1))>>20, Price(mode, cpu, peak, d)); err != nil {
 			e.log.Warn("recording the reaped memory peak", "execution", rec.ID, "err", err)
 		}
 	}()
@@ -687,8 +689,8 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		TimedOut:        st.TimedOut,
 		OOMKilled:       stats.OOMKilled,
 		Duration:        elapsed,
-		CPUTime:         time.Duration(st.UserMS+st.SystemMS) * time.Millisecond,
-		MemoryPeakBytes: st.MaxRSSKB << 10,
+		CPUTime:         reportedCPU(st.UserMS, st.SystemMS, elapsed),
+		MemoryPeakBytes: reportedMemory(st.MaxRSSKB, req.MemoryMB),
 	}
 	if meter != nil {
 		if peak, err := meter.MemoryPeak(); err == nil {
@@ -701,7 +703,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		res.MemoryPeakBytes = max(res.MemoryPeakBytes, stats.MemoryPeakBytes)
 	}
 	if st.DurationMS > 0 {
-		res.Duration = time.Duration(st.DurationMS) * time.Millisecond
+		res.Duration = time.Duration(min(st.DurationMS, elapsed.Milliseconds())) * time.Millisecond
 	}
 	switch {
 	case waitErr != nil && errors.Is(waitErr, agent.ErrClosed):
@@ -745,6 +747,23 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		res.Status = store.StatusFailed
 	}
 	return res, nil
+}
+
+// reportedMemory is the memory peak the sandbox's agent reports (in KiB), in
+// bytes, bounded by what the execution could have used: nothing below zero,
+// nothing above its memory limit. The agent runs in the sandbox, among the code
+// it reports on, so its numbers are never taken unbounded into a bill.
+func reportedMemory(kb int64, limitMB int) int64 {
+	return min(max(kb, 0), int64(limitMB)<<10) << 10
+}
+
+// reportedCPU is the CPU time the agent reports, bounded as reportedMemory is:
+// nothing below zero, and no more than every host core for the wall time the
+// host saw the execution take (plus a clock tick).
+func reportedCPU(userMS, systemMS int64, elapsed time.Duration) time.Duration {
+	most := (elapsed.Milliseconds() + 10) * int64(runtime.NumCPU())
+	ms := min(max(userMS, 0), most) + min(max(systemMS, 0), most)
+	return time.Duration(min(ms, most)) * time.Millisecond
 }
 
 // cappedBuffer keeps at most max bytes (the agent already caps what it sends; this is

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -72,5 +73,41 @@ func TestSnapshotStorageCost(t *testing.T) {
 		if got := SnapshotStorageCost(c.byteSeconds); got != c.micro {
 			t.Errorf("SnapshotStorageCost(%g) = %d, want %d", c.byteSeconds, got, c.micro)
 		}
+	}
+}
+
+// TestReportedBounds: what a sandbox's agent reports of an execution is billed
+// only within what the execution could have used.
+func TestReportedBounds(t *testing.T) {
+	const kb = 1 << 10
+	for _, tt := range []struct {
+		kb      int64
+		limitMB int
+		want    int64
+	}{
+		{200 * kb, 512, 200 << 20},
+		{-1, 512, 0},
+		{1 << 52, 512, 512 << 20}, // 4 EiB claimed
+		{1<<63 - 1, 8192, 8192 << 20},
+	} {
+		if got := reportedMemory(tt.kb, tt.limitMB); got != tt.want {
+			t.Errorf("reportedMemory(%d KiB, %d MB) = %d, want %d", tt.kb, tt.limitMB, got, tt.want)
+		}
+	}
+	most := time.Duration(1010*runtime.NumCPU()) * time.Millisecond
+	for _, tt := range []struct {
+		user, system int64
+		want         time.Duration
+	}{
+		{300, 200, 500 * time.Millisecond},
+		{-5_000_000, 200, 200 * time.Millisecond},
+		{1<<63 - 1, 1<<63 - 1, most},
+	} {
+		if got := reportedCPU(tt.user, tt.system, time.Second); got != tt.want {
+			t.Errorf("reportedCPU(%d, %d ms in 1 s) = %v, want %v", tt.user, tt.system, got, tt.want)
+		}
+	}
+	if p := Price(ModeCached, reportedCPU(1<<62, 1<<62, time.Hour), reportedMemory(1<<62, 8192), time.Hour); p < 0 {
+		t.Errorf("the most an hour's report can bill is negative: %d", p)
 	}
 }
