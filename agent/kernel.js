@@ -80,7 +80,9 @@ async function drain() {
   while (queue.length) {
     const cell = JSON.parse(queue.shift());
     const rc = await run(cell);
-    fs.writeSync(4, JSON.stringify({ token: cell.token, exit_code: rc }) + '\n');
+    // The process's peak resident memory so far (gVisor's /proc keeps no
+    // peak): when a cell raised it, it is the cell's peak.
+    fs.writeSync(4, JSON.stringify({ token: cell.token, exit_code: rc, maxrss_kb: process.resourceUsage().maxRSS }) + '\n');
   }
   busy = false;
 }

@@ -4,6 +4,7 @@
 # cell's stdout and stderr for as long as it runs.
 import json
 import os
+import resource
 import sys
 import traceback
 
@@ -66,6 +67,11 @@ while True:
         except Exception:
             traceback.print_exc()  # the kernel's own failure, to the agent's log
             rc = 127
-        ctl_out.write(json.dumps({"token": cell["token"], "exit_code": rc}) + "\n")
+        # The peak resident memory of this process and its reaped children so
+        # far (gVisor's /proc keeps no peak): when a cell raised it, it is the
+        # cell's peak.
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        ctl_out.write(json.dumps({"token": cell["token"], "exit_code": rc, "maxrss_kb": peak}) + "\n")
     except KeyboardInterrupt:
         continue

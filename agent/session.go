@@ -46,11 +46,13 @@ type session struct {
 	gone     chan struct{} // closed when the kernel has exited
 	exit     waitResult    // valid once gone is closed
 	run      sync.Mutex    // held for the whole of a cell
+	peakKB   int64         // the highest peak the kernel has reported; under run
 }
 
 type cellReply struct {
 	Token    string `json:"token"`
 	ExitCode int    `json:"exit_code"`
+	MaxRSSKB int64  `json:"maxrss_kb"` // the kernel's peak so far
 }
 
 type cellRequest struct {
@@ -272,7 +274,7 @@ func (s *Server) runCell(id uint32, req ExecRequest) {
 	go func() { defer wg.Done(); errN, errTrunc = s.pump(cp, FrameStderr, readers[1]) }()
 
 	st := ExitStatus{ExitCode: -1}
-	replied := false
+	replied, reply := false, cellReply{}
 	if _, err := ss.ctl.Write(append(line, '\n')); err != nil {
 		st.Error = "the session's interpreter is not reading: " + err.Error()
 	} else {
@@ -287,7 +289,7 @@ func (s *Server) runCell(id uint32, req ExecRequest) {
 				select {
 				case r := <-ss.replies:
 					if r.Token == token {
-						st.ExitCode, replied = r.ExitCode, true
+						st.ExitCode, replied, reply = r.ExitCode, true, r
 						return true
 					}
 				case <-ss.gone:
@@ -336,6 +338,13 @@ func (s *Server) runCell(id uint32, req ExecRequest) {
 	cpuAfter := procCPU(ss.proc.pid)
 	st.UserMS, st.SystemMS = max(0, cpuAfter[0]-cpuBefore[0]), max(0, cpuAfter[1]-cpuBefore[1])
 	st.MaxRSSKB = procHWM(ss.proc.pid)
+	if replied && reply.MaxRSSKB > ss.peakKB {
+		// A peak higher than any before was reached in this cell: it is the
+		// cell's. (Otherwise the cell's peak is unknown, and the memory held at
+		// its end stands for it.)
+		st.MaxRSSKB = max(st.MaxRSSKB, reply.MaxRSSKB)
+		ss.peakKB = reply.MaxRSSKB
+	}
 	st.StdoutBytes, st.StderrBytes, st.StdoutTruncated, st.StderrTruncated = outN, errN, outTrunc, errTrunc
 	st.DurationMS = time.Since(cp.start).Milliseconds()
 	cp.killMu.Lock()
