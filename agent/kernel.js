@@ -47,6 +47,17 @@ function userStack(e) {
   return (cut > 0 ? lines.slice(0, cut) : lines).join('\n');
 }
 
+// interrupt rejects the wait for the running cell's promise; SIGINT (the
+// agent's timeout) calls it. Between cells SIGINT does nothing.
+let interrupt = null;
+process.on('SIGINT', () => {
+  if (interrupt) {
+    const err = new Error('Script execution interrupted.');
+    err.code = 'ERR_SCRIPT_EXECUTION_INTERRUPTED';
+    interrupt(err);
+  }
+});
+
 async function run(cell) {
   outFd = fs.openSync(cell.stdout, 'w');
   errFd = fs.openSync(cell.stderr, 'w');
@@ -54,16 +65,24 @@ async function run(cell) {
   try {
     if (cell.dir) process.chdir(cell.dir);
     Object.assign(process.env, cell.env || {});
-    let result = vm.runInThisContext(cell.code, { filename: 'cell.js' });
-    if (result && typeof result.then === 'function') await result;
+    // A timeout interrupts the cell (SIGINT): its synchronous code throws
+    // ERR_SCRIPT_EXECUTION_INTERRUPTED, and a promise it is awaiting is given up.
+    let result = vm.runInThisContext(cell.code, { filename: 'cell.js', breakOnSigint: true });
+    if (result && typeof result.then === 'function') {
+      await Promise.race([result, new Promise((resolve, reject) => { interrupt = reject; })]);
+    }
   } catch (e) {
     if (e instanceof CellExit) {
       rc = e.code;
+    } else if (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') {
+      process.stderr.write('Error: the execution was interrupted (timed out)\n');
+      rc = 130; // as Python's KeyboardInterrupt
     } else {
       process.stderr.write(userStack(e) + '\n');
       rc = 1;
     }
   } finally {
+    interrupt = null;
     fs.closeSync(outFd);
     fs.closeSync(errFd);
     outFd = errFd = null;

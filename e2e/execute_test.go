@@ -27,6 +27,29 @@ func execute(t *testing.T, s *testserver.Server, req client.ExecuteRequest) *cli
 	return res
 }
 
+// TestSignalsAtDefault: the code's processes get signals at their default
+// disposition (the agent, as the sandbox's PID 1, shields itself from them
+// without passing that on): a TERM ends a shell, a closed pipe ends its writer
+// quietly, in every mode and language.
+func TestSignalsAtDefault(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	for _, tc := range []struct {
+		language, code, stdout string
+		exit                   int
+	}{
+		{"bash", "yes | head -1; kill -TERM $$; echo survived", "y\n", 143},
+		{"python", "import subprocess\nprint(subprocess.run(['bash', '-c', 'yes | head -1; kill -HUP $$; echo survived'], capture_output=True))", "CompletedProcess(args=['bash', '-c', 'yes | head -1; kill -HUP $$; echo survived'], returncode=-1, stdout=b'y\\n', stderr=b'')\n", 0},
+		{"javascript", "process.kill(process.pid, 'SIGTERM'); setTimeout(() => console.log('survived'), 1000)", "", 143},
+	} {
+		for _, mode := range []string{"ephemeral", "cached"} {
+			res := execute(t, s, client.ExecuteRequest{Mode: mode, Language: tc.language, Code: tc.code})
+			if res.ExitCode != tc.exit || res.Stdout != tc.stdout || res.Stderr != "" {
+				t.Errorf("%s %s %q: exit %d, stdout %q, stderr %q", mode, tc.language, tc.code, res.ExitCode, res.Stdout, res.Stderr)
+			}
+		}
+	}
+}
+
 func TestExecuteEphemeral(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	tests := []struct {

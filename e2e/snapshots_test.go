@@ -217,6 +217,45 @@ func TestJavaScriptSession(t *testing.T) {
 	}
 }
 
+// TestSessionTimeout: a cell that runs out of time is interrupted and the
+// session's state survives (KeyboardInterrupt in Python, an interrupted script
+// or an abandoned promise in JavaScript); only an interpreter that will not stop
+// is ended, and every such execution says "timeout".
+func TestSessionTimeout(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	for _, tc := range []struct {
+		language, set, get string
+		cells              []string
+		stderr             string
+	}{
+		{"python", "kept = 41", "print(kept)", []string{
+			"while True: pass",
+			"import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print('interrupted')\n    raise",
+		}, "KeyboardInterrupt"},
+		{"javascript", "globalThis.kept = 41", "console.log(kept)", []string{
+			"while (true) {}",
+			"new Promise((resolve) => setTimeout(resolve, 30000))",
+		}, "interrupted"},
+	} {
+		session := "timeout-" + tc.language
+		runIn(t, s, map[string]any{"session_id": session, "language": tc.language, "code": tc.set})
+		for _, code := range tc.cells {
+			status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"session_id": session, "language": tc.language, "code": code, "timeout_ms": 1000})
+			if status != http.StatusOK || out["status"] != "timeout" || out["timed_out"] != true || !strings.Contains(str(out["stderr"]), tc.stderr) || out["error"] != "timed out after 1000 ms" {
+				t.Errorf("%s: %q: %d %v", tc.language, code, status, out)
+			}
+			if got := runIn(t, s, map[string]any{"session_id": session, "language": tc.language, "code": tc.get}); got["stdout"] != "41\n" {
+				t.Errorf("%s: the session after %q: %v", tc.language, code, got)
+			}
+		}
+	}
+	// An interpreter that ignores the interrupt is ended after its grace.
+	status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"session_id": "timeout-python", "code": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", "timeout_ms": 1000})
+	if status != http.StatusOK || out["status"] != "timeout" || !strings.Contains(str(out["error"]), "state is lost") {
+		t.Errorf("an interpreter ignoring the interrupt: %d %v", status, out)
+	}
+}
+
 // TestSnapshotErrors covers bad input and broken images.
 func TestSnapshotErrors(t *testing.T) {
 	// No restores ahead of demand: each restore here must read the image.

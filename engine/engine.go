@@ -726,6 +726,12 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		res.TimedOut = true
 		res.Status = store.StatusTimeout
 		res.Error = fmt.Sprintf("timed out after %d ms", req.Timeout.Milliseconds())
+	case st.TimedOut:
+		res.Status = store.StatusTimeout
+		res.Error = fmt.Sprintf("timed out after %d ms", req.Timeout.Milliseconds())
+		if st.Error != "" { // a session's interpreter that would not stop
+			res.Error += ": " + st.Error
+		}
 	case st.Error != "":
 		res.Status = store.StatusFailed
 		res.Error = st.Error
@@ -735,9 +741,6 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	case st.Killed && stopped.Load():
 		res.Status = store.StatusFailed
 		res.Error = "stopped on request"
-	case st.TimedOut:
-		res.Status = store.StatusTimeout
-		res.Error = fmt.Sprintf("timed out after %d ms", req.Timeout.Milliseconds())
 	case stats.OOMKilled:
 		res.Status = store.StatusFailed
 		res.Error = fmt.Sprintf("memory limit exceeded (%d MB)", req.MemoryMB)

@@ -44,8 +44,17 @@ func main() {
 }
 
 func serve() {
-	// As PID 1 the agent must not be stopped by terminal or pipe signals.
-	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	// As PID 1 the agent must not be stopped by terminal or pipe signals. They
+	// are caught and dropped rather than ignored: an ignored signal stays ignored
+	// in every program the agent starts (a user's `kill -TERM` would do nothing,
+	// `yes | head` would end in "Broken pipe", a session's interrupt would be
+	// lost), a caught one is back to its default there.
+	drop := make(chan os.Signal, 8)
+	signal.Notify(drop, syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for range drop {
+		}
+	}()
 	if err := agent.Serve(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "faas-agent:", err)
 		os.Exit(1)
