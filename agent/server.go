@@ -419,6 +419,9 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
+	if !req.KeepBackground {
+		attr.Sys.Cloneflags = ipcOfItsOwn
+	}
 	s.makeCgroup(p)
 	pid, err := s.forkExec(p, argv0, req.Argv, attr)
 	for _, f := range files {
@@ -693,6 +696,13 @@ func closeFiles(fs ...*os.File) {
 }
 
 func tvMS(tv syscall.Timeval) int64 { return tv.Sec*1000 + int64(tv.Usec)/1000 }
+
+// ipcOfItsOwn gives an execution's process an IPC namespace of its own: the
+// System V shared memory, message queues and semaphores it makes go when its
+// processes do, never reaching the next execution of a warm sandbox (files and
+// processes are cleared by the reset; these have no other owner to clear).
+// Instances' processes, which may be meant to meet, share the sandbox's.
+const ipcOfItsOwn = syscall.CLONE_NEWIPC
 
 func signalName(sig syscall.Signal) string {
 	switch sig {

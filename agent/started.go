@@ -83,7 +83,7 @@ func (s *Server) startStandbyProcess(w Warm, argv []string, env []string, extra 
 		Dir:   "/",
 		Env:   env,
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred, Cloneflags: ipcOfItsOwn},
 	}
 	// Its own pids and cpuacct groups (as a Python standby makes itself): what
 	// the execution starts is counted, billed and killed with it.

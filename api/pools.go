@@ -10,7 +10,10 @@ import (
 type PrewarmRequest struct {
 	Image    string `json:"image"`
 	Language string `json:"language"`
-	Count    int    `json:"count"`
+	// MemoryMB is the memory limit of the sandboxes (0: the default); cached
+	// executions asking for the same take them.
+	MemoryMB int  `json:"memory_mb"`
+	Count    *int `json:"count"` // 1 when omitted
 }
 
 // PrewarmResponse says how many warm sandboxes were added.
@@ -22,22 +25,23 @@ type PrewarmResponse struct {
 }
 
 type pool struct {
-	Account string `json:"account,omitempty"` // with all=true
-	Image   string `json:"image"`
-	Idle    int    `json:"idle"`
-	InUse   int    `json:"in_use"`
-	Hits    int64  `json:"hits"`
-	Misses  int64  `json:"misses"`
-	Boots   int64  `json:"boots"`
-	Retired int64  `json:"retired"`
-	Reaped  int64  `json:"reaped"`
-	Evicted int64  `json:"evicted"`
+	Account  string `json:"account,omitempty"` // with all=true
+	Image    string `json:"image"`
+	MemoryMB int    `json:"memory_mb"` // one pool per memory limit
+	Idle     int    `json:"idle"`
+	InUse    int    `json:"in_use"`
+	Hits     int64  `json:"hits"`
+	Misses   int64  `json:"misses"`
+	Boots    int64  `json:"boots"`
+	Retired  int64  `json:"retired"`
+	Reaped   int64  `json:"reaped"`
+	Evicted  int64  `json:"evicted"`
 	// IdleMemoryMB is what the idle sandboxes hold together.
 	IdleMemoryMB float64 `json:"idle_memory_mb"`
 }
 
 func toPool(st engine.PoolStats) pool {
-	return pool{Image: st.Image, Account: st.Account, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
+	return pool{Image: st.Image, Account: st.Account, MemoryMB: st.MemoryMB, Idle: st.Idle, InUse: st.InUse, Hits: st.Hits, Misses: st.Misses,
 		Boots: st.Boots, Retired: st.Retired, Reaped: st.Reaped, Evicted: st.Evicted,
 		IdleMemoryMB: float64(st.IdleMemoryBytes) / (1 << 20)}
 }
@@ -75,21 +79,22 @@ func (s *Server) prewarm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if body.Count == 0 {
-		body.Count = 1
+	count := 1
+	if body.Count != nil {
+		count = *body.Count
 	}
 	if body.Language == "" {
 		body.Language = "python"
 	}
 	acct := principalFrom(r.Context()).Account
-	image, added, err := s.engine.Prewarm(r.Context(), acct, body.Image, body.Language, body.Count)
+	image, memoryMB, added, err := s.engine.Prewarm(r.Context(), acct, body.Image, body.Language, body.MemoryMB, count)
 	if err != nil && added == 0 {
 		s.writeError(w, r, err)
 		return
 	}
 	resp := PrewarmResponse{Image: image, Language: body.Language, Added: added}
 	for _, st := range s.engine.Pools(acct) {
-		if st.Image == resp.Image {
+		if st.Image == resp.Image && st.MemoryMB == memoryMB {
 			resp.Pool = toPool(st)
 		}
 	}

@@ -17,15 +17,16 @@ import (
 
 type poolsResponse struct {
 	Pools []struct {
-		Image   string
-		Idle    int
-		InUse   int `json:"in_use"`
-		Hits    int64
-		Misses  int64
-		Boots   int64
-		Retired int64
-		Reaped  int64
-		Evicted int64
+		Image    string
+		MemoryMB int `json:"memory_mb"`
+		Idle     int
+		InUse    int `json:"in_use"`
+		Hits     int64
+		Misses   int64
+		Boots    int64
+		Retired  int64
+		Reaped   int64
+		Evicted  int64
 	}
 	Stock struct{ Target, Ready int }
 }
@@ -54,6 +55,14 @@ func waitIdle(t *testing.T, s *testserver.Server, key string, n int) {
 	t.Fatalf("the pool never had %d idle sandboxes: %+v", n, pools(t, s, key))
 }
 
+// sysvLeave makes a System V shared memory segment (holding a secret) and a
+// message queue and leaves them; sysvFind is the pair of ids found under their
+// keys, (-1, -1) when they are not there.
+const (
+	sysvLeave = "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.shmat.restype = ctypes.c_void_p\nctypes.memmove(libc.shmat(libc.shmget(0x1234, 4096, 0o1666), None, 0), b'SECRET', 6)\nlibc.msgget(0x4321, 0o1666)\n"
+	sysvFind  = "(ctypes.CDLL(None).shmget(0x1234, 0, 0), ctypes.CDLL(None).msgget(0x4321, 0))"
+)
+
 func cached(t *testing.T, c *client.Client, code string) *client.ExecuteResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -66,21 +75,21 @@ func cached(t *testing.T, c *client.Client, code string) *client.ExecuteResult {
 }
 
 // TestCachedReuseAndReset checks a cached execution reuses the account's warm
-// sandbox, and that nothing an execution leaves (files, processes, module state)
-// reaches the next one.
+// sandbox, and that nothing an execution leaves (files, processes, module state,
+// System V shared memory and message queues) reaches the next one.
 func TestCachedReuseAndReset(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
-	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\nprint(os.getpid())")
+	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\n"+sysvLeave+"print(os.getpid())")
 	if first.Status != "succeeded" || first.Warm {
 		t.Fatalf("first cached execution: %+v", first)
 	}
 	waitIdle(t, s, s.Key, 1)
-	second := cached(t, c, "import os, json, subprocess\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'))")
+	second := cached(t, c, "import os, json, subprocess, ctypes\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'), "+sysvFind+")")
 	if !second.Warm {
 		t.Fatalf("the second cached execution did not reuse the warm sandbox: %+v", second)
 	}
-	if second.Stdout != "[] False False\n" {
+	if second.Stdout != "[] False False (-1, -1)\n" {
 		t.Errorf("state leaked into the next execution: %q (stderr %q)", second.Stdout, second.Stderr)
 	}
 	p := pools(t, s, s.Key)
@@ -348,6 +357,7 @@ func TestCachedRetire(t *testing.T) {
 	for _, tc := range []struct{ name, code string }{
 		{"timeout", bootID + "while True: pass"},
 		{"signal", bootID + "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"},
+		{"out of memory", bootID + "a = []\nwhile True: a.append(bytearray(10 << 20))"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			retired := pools(t, s, s.Key).Pools[0].Retired
@@ -360,6 +370,11 @@ func TestCachedRetire(t *testing.T) {
 			broken := strings.TrimSpace(res.Stdout)
 			if !res.Warm || res.Status == "succeeded" || broken == "" {
 				t.Fatalf("the breaking execution: %+v", res)
+			}
+			// The host's OOM killer may kill the process and leave the sandbox
+			// running: the answer says what it was all the same.
+			if oom := tc.name == "out of memory"; res.OOMKilled != oom || oom && !strings.Contains(res.Error, "memory limit exceeded") {
+				t.Errorf("oom_killed %v, error %q after a %s", res.OOMKilled, res.Error, tc.name)
 			}
 			waitIdle(t, s, s.Key, 0)
 			if got := pools(t, s, s.Key).Pools[0].Retired; got != retired+1 {
@@ -403,6 +418,48 @@ func TestCachedConcurrency(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestPoolPerMemory: a sandbox's memory size is set at boot for what the code
+// sees of it (/proc/meminfo, the sizes of /tmp and /dev/shm, held in it), so a
+// request is served only by a warm or stocked sandbox of its own memory limit:
+// filling /tmp is ENOSPC, never the memory limit, whatever the sandbox served
+// before.
+func TestPoolPerMemory(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	const sizes = "grep MemTotal /proc/meminfo | tr -s ' '; df -m /tmp /dev/shm | tail -2 | tr -s ' ' | cut -d ' ' -f 2,6"
+	for _, tc := range []struct {
+		mode   string
+		memory int
+		want   string
+	}{
+		{"cached", 128, "MemTotal: 131072 kB\n32 /tmp\n32 /dev/shm\n"},
+		{"cached", 1024, "MemTotal: 1048576 kB\n256 /tmp\n64 /dev/shm\n"},
+		{"cached", 128, "MemTotal: 131072 kB\n32 /tmp\n32 /dev/shm\n"},    // its pool's, warm
+		{"ephemeral", 128, "MemTotal: 131072 kB\n32 /tmp\n32 /dev/shm\n"}, // not the stock's 512 MB
+		{"ephemeral", 512, "MemTotal: 524288 kB\n128 /tmp\n64 /dev/shm\n"},
+	} {
+		res := execute(t, s, client.ExecuteRequest{Mode: tc.mode, Language: "bash", Code: sizes, Resources: &client.Resources{MemoryMB: tc.memory}})
+		if res.ExitCode != 0 || res.Stdout != tc.want {
+			t.Errorf("%s at %d MB: exit %d, %q (stderr %q), want %q", tc.mode, tc.memory, res.ExitCode, res.Stdout, res.Stderr, tc.want)
+		}
+		if tc.mode == "cached" {
+			waitIdle(t, s, s.Key, 1)
+		}
+	}
+	for _, mode := range []string{"ephemeral", "cached"} {
+		res := execute(t, s, client.ExecuteRequest{Mode: mode, Language: "bash", Code: "dd if=/dev/zero of=/tmp/f bs=1M count=200 status=none", Resources: &client.Resources{MemoryMB: 128}})
+		if res.ExitCode != 1 || res.OOMKilled || !strings.Contains(res.Stderr, "No space left on device") {
+			t.Errorf("%s: 200 MB into /tmp at 128 MB: %+v", mode, res)
+		}
+	}
+	var memories []int
+	for _, p := range pools(t, s, s.Key).Pools {
+		memories = append(memories, p.MemoryMB)
+	}
+	if fmt.Sprint(memories) != "[128 1024]" {
+		t.Errorf("pools of memory limits %v, want [128 1024]", memories)
 	}
 }
 

@@ -226,19 +226,19 @@ func (e *Engine) Stock() StockStats {
 
 // Prewarm readies count warm sandboxes (with the language's zygote running) in the
 // account's pool for image ("" for the language's configured image, else the host
-// image), and returns the image and how many it added. It stops early, without
-// error, when the sandbox cap leaves no room.
-func (e *Engine) Prewarm(ctx context.Context, account, image, language string, count int) (string, int, error) {
-	r := Request{Account: account, Image: image, Language: language, Code: "pass", Mode: ModeCached}
+// image) and memory limit (0 for the default), and returns the image, the memory
+// limit and how many it added. It stops early, without error, when the sandbox
+// cap leaves no room.
+func (e *Engine) Prewarm(ctx context.Context, account, wantImage, language string, wantMemoryMB, count int) (image string, memoryMB, added int, err error) {
+	r := Request{Account: account, Image: wantImage, Language: language, Code: "pass", Mode: ModeCached, MemoryMB: wantMemoryMB}
 	if err := e.normalize(&r); err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	if count < 1 || count > 32 {
-		return "", 0, invalid("count must be between 1 and 32")
+		return "", 0, 0, invalid("count must be between 1 and 32")
 	}
-	k := poolKey{account: r.Account, image: r.Image}
+	k := poolKey{account: r.Account, image: r.Image, memoryMB: r.MemoryMB}
 	spec := sandbox.Spec{Image: r.Image, CPUCores: r.CPUCores, MemoryMB: r.MemoryMB}
-	added := 0
 	for range count {
 		p := e.pool
 		p.mu.Lock()
@@ -248,10 +248,11 @@ func (e *Engine) Prewarm(ctx context.Context, account, image, language string, c
 		b, err := e.fresh(ctx, spec, r.Language)
 		if err != nil {
 			p.release(k)
+			p.forgetUnused(k) // a pool that never had a sandbox is not listed
 			if errors.Is(err, ErrBusy) && added > 0 {
 				break
 			}
-			return r.Image, added, err
+			return r.Image, r.MemoryMB, added, err
 		}
 		p.count(k, func(st *PoolStats) { st.Boots++ })
 		e.warmUp(ctx, b, []string{r.Language})
@@ -259,7 +260,7 @@ func (e *Engine) Prewarm(ctx context.Context, account, image, language string, c
 		p.put(k, b, true)
 		added++
 	}
-	return r.Image, added, nil
+	return r.Image, r.MemoryMB, added, nil
 }
 
 // Health reports whether the sandbox runtime works, and its version.
@@ -390,7 +391,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (*Live, error) {
 	}()
 	// The sandbox comes first: a request refused for capacity leaves no record.
 	spec := sandbox.Spec{Image: req.Image, CPUCores: req.CPUCores, MemoryMB: req.MemoryMB}
-	key := poolKey{account: req.Account, image: req.Image}
+	key := poolKey{account: req.Account, image: req.Image, memoryMB: req.MemoryMB}
 	var b *box
 	var warm bool
 	switch req.Mode {
@@ -669,10 +670,14 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	cancel()
 	elapsed := time.Since(start)
 	// The host's view of the sandbox (peak memory, OOM kills) matters when the
-	// sandbox is the execution's own or died under it; a warm one's is skipped.
+	// sandbox is the execution's own, died under it, or had a process killed
+	// (the host's OOM killer kills a process of a warm sandbox at its limit, and
+	// may leave the sandbox running: one that had before would have been retired,
+	// so any OOM kill it counts is this execution's); otherwise a warm one's is
+	// skipped.
 	var stats sandbox.Stats
 	reused := req.Mode == ModeCached || req.kernel != ""
-	if !reused || waitErr != nil {
+	if !reused || waitErr != nil || st.Signal == "SIGKILL" {
 		var statsErr error
 		if stats, statsErr = sb.Stats(context.WithoutCancel(ctx)); statsErr != nil {
 			log.Warn("reading sandbox stats", "err", statsErr)

@@ -13,8 +13,9 @@ import (
 // poolKey identifies a warm pool: sandboxes are only ever reused by the account
 // that first used them, for the same image.
 type poolKey struct {
-	account string
-	image   string
+	account  string
+	image    string
+	memoryMB int // what the sandbox booted with: its /proc/meminfo and disk sizes follow it
 }
 
 // pooled is an idle sandbox in a warm pool.
@@ -27,16 +28,17 @@ type pooled struct {
 
 // PoolStats describes one account's warm pool for one image.
 type PoolStats struct {
-	Account string
-	Image   string
-	Idle    int
-	InUse   int
-	Hits    int64 // executions served by an idle warm sandbox
-	Misses  int64 // executions that needed a fresh one
-	Boots   int64 // fresh sandboxes taken into the pool (from the stock or booted)
-	Retired int64 // destroyed after an execution that crashed or broke a limit
-	Reaped  int64 // destroyed after idling too long
-	Evicted int64 // destroyed to make room (sandbox cap or warm memory cap)
+	Account  string
+	Image    string
+	MemoryMB int // the memory limit its sandboxes have (one pool per limit)
+	Idle     int
+	InUse    int
+	Hits     int64 // executions served by an idle warm sandbox
+	Misses   int64 // executions that needed a fresh one
+	Boots    int64 // fresh sandboxes taken into the pool (from the stock or booted)
+	Retired  int64 // destroyed after an execution that crashed or broke a limit
+	Reaped   int64 // destroyed after idling too long
+	Evicted  int64 // destroyed to make room (sandbox cap or warm memory cap)
 	// IdleMemoryBytes is the memory the idle sandboxes held (host cgroup usage)
 	// when they went idle, together.
 	IdleMemoryBytes int64
@@ -84,7 +86,7 @@ func (p *pool) returnedLocked(k poolKey) {
 func (p *pool) statsFor(k poolKey) *PoolStats {
 	st := p.stats[k]
 	if st == nil {
-		st = &PoolStats{Account: k.account, Image: k.image}
+		st = &PoolStats{Account: k.account, Image: k.image, MemoryMB: k.memoryMB}
 		p.stats[k] = st
 	}
 	return st
@@ -155,6 +157,14 @@ func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec, language 
 	st.Boots++
 	p.mu.Unlock()
 	return b, false, nil
+}
+
+func (p *pool) forgetUnused(k poolKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.stats[k]; st != nil && *st == (PoolStats{Account: k.account, Image: k.image, MemoryMB: k.memoryMB}) && len(p.idle[k]) == 0 {
+		delete(p.stats, k)
+	}
 }
 
 func (p *pool) release(k poolKey) {
@@ -348,7 +358,10 @@ func (p *pool) snapshot(account string) []PoolStats {
 		if out[i].Account != out[j].Account {
 			return out[i].Account < out[j].Account
 		}
-		return out[i].Image < out[j].Image
+		if out[i].Image != out[j].Image {
+			return out[i].Image < out[j].Image
+		}
+		return out[i].MemoryMB < out[j].MemoryMB
 	})
 	return out
 }

@@ -55,7 +55,9 @@ func (d *Driver) ociSpec(sb *Sandbox) *specs.Spec {
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			// Shared memory is held in the sandbox's memory too: at most 64 MB, and
+			// no more than the writable layer.
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=" + strconv.Itoa(min(max(writableLayerMB(spec, d.cfg.WritableLayerMB), 16), 64)) + "m"}},
 			// Without a mount of its own, runsc gives /tmp a tmpfs bounded by nothing
 			// but the memory limit; this one is as large as the writable layer.
 			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.Itoa(max(writableLayerMB(spec, d.cfg.WritableLayerMB), 16)) + "m"}},
