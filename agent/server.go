@@ -377,7 +377,7 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 	}
 	var stdinW *os.File
 	if req.Stdin {
-		r, w, err := os.Pipe()
+		r, w, err := userPipe(req.UID, req.GID)
 		if err != nil {
 			fail(err)
 			return
@@ -392,7 +392,7 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 		}
 		files[0] = devnull
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := userPipe(req.UID, req.GID)
 	if err != nil {
 		closeAll()
 		fail(err)
@@ -400,7 +400,7 @@ func (s *Server) launch(p *process, argv0 string, fail func(error)) {
 	}
 	files[1] = outW
 	parentEnds = append(parentEnds, outR)
-	errR, errW, err := os.Pipe()
+	errR, errW, err := userPipe(req.UID, req.GID)
 	if err != nil {
 		closeAll()
 		fail(err)

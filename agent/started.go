@@ -68,7 +68,7 @@ func (s *Server) startStandbyProcess(w Warm, argv []string, env []string, extra 
 	sb.control = fds[0]
 	theirs := os.NewFile(uintptr(fds[1]), "standby-control")
 	defer theirs.Close()
-	stdio, ours, err := stdioPipes()
+	stdio, ours, err := stdioPipes(w.UID, w.GID)
 	if err != nil {
 		syscall.Close(sb.control)
 		return standby{control: -1}, err

@@ -94,10 +94,11 @@ func (sb *standby) openCPUStat() {
 }
 
 // stdioPipes makes the pipes of a process's stdin, stdout and stderr: its ends
-// (stdin's read end, the others' write ends) and ours.
-func stdioPipes() (theirs, ours [3]*os.File, err error) {
+// (stdin's read end, the others' write ends) and ours. They belong to uid and
+// gid, the user the process runs its code as (see userPipe).
+func stdioPipes(uid, gid int) (theirs, ours [3]*os.File, err error) {
 	for i := range theirs {
-		r, w, err := os.Pipe()
+		r, w, err := userPipe(uid, gid)
 		if err != nil {
 			closeFiles(theirs[:]...)
 			closeFiles(ours[:]...)
@@ -112,10 +113,26 @@ func stdioPipes() (theirs, ours [3]*os.File, err error) {
 	return theirs, ours, nil
 }
 
+// userPipe makes a pipe that belongs to uid and gid: a process of that user can
+// open it again by name (/dev/stdout, /dev/stderr, /proc/self/fd/N), as it can
+// the pipes a shell gives it; a pipe of root's is refused to it ("Permission
+// denied" for `echo x > /dev/stderr`).
+func userPipe(uid, gid int) (r, w *os.File, err error) {
+	if r, w, err = os.Pipe(); err != nil {
+		return nil, nil, err
+	}
+	if err = r.Chown(uid, gid); err != nil {
+		r.Close()
+		w.Close()
+		return nil, nil, err
+	}
+	return r, w, nil
+}
+
 // giveStdio makes the pipes a new standby will use as its stdin, stdout and
 // stderr, and sends it their far ends (it takes them while it prepares).
-func (sb *standby) giveStdio() error {
-	theirs, ours, err := stdioPipes()
+func (sb *standby) giveStdio(uid, gid int) error {
+	theirs, ours, err := stdioPipes(uid, gid)
 	if err != nil {
 		return err
 	}
@@ -283,7 +300,7 @@ func (s *Server) readZygote(z *zygote) {
 			continue
 		}
 		syscall.CloseOnExec(sb.control)
-		if !z.arrive(sb, sb.giveStdio() == nil && standbyReady(sb.control)) {
+		if !z.arrive(sb, sb.giveStdio(z.config.UID, z.config.GID) == nil && standbyReady(sb.control)) {
 			break // executions start new interpreters from now on
 		}
 	}

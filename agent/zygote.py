@@ -21,7 +21,7 @@
 # each as any process it started. The zygote is on neither the request's nor the
 # exit's path. Its one argument is JSON: uid, gid, rlimits, cgroup_root, max_procs
 # (of each standby's cgroup) and standby.
-import array, gc, io, json, os, resource, signal, socket, sys, traceback
+import array, atexit, gc, io, json, os, resource, signal, socket, sys, traceback
 
 # Modules most programs import, loaded once here so executions find them ready.
 import collections, functools, itertools, math, re, string, time, datetime, random  # noqa: F401
@@ -144,20 +144,19 @@ def become(control, req):
             os.write(2, ("faas: setting up the process failed: %r\n" % (e,)).encode())
         finally:
             os._exit(127)
-    status = 0
+    status = run_main(req["code"])
+    # As the interpreter does at exit: wait for the threads that are not daemons,
+    # then run the atexit functions.
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException as e:
+            status = exit_status(e, status)
     try:
-        exec(compile(req["code"], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except SystemExit as e:
-        if e.code is None:
-            status = 0
-        elif isinstance(e.code, int):
-            status = e.code & 0xFF
-        else:
-            print(e.code, file=sys.stderr)
-            status = 1
+        atexit._run_exitfuncs()  # reports its functions' exceptions itself
     except BaseException:
-        traceback.print_exc()
-        status = 1
+        pass
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -178,6 +177,33 @@ def become(control, req):
     except BaseException:
         pass
     os._exit(status)
+
+
+def run_main(code):
+    """Runs the execution's code as `python3 -c` runs its argument, and returns
+    its exit status."""
+    try:
+        exec(compile(code, "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    except BaseException as e:
+        return exit_status(e, 1, skip=1)
+    return 0
+
+
+def exit_status(e, status, skip=0):
+    """The exit status an exception ending the program gives (SystemExit's code,
+    else 1, printing the traceback without the zygote's own skip frames)."""
+    if isinstance(e, SystemExit):
+        if e.code is None:
+            return 0
+        if isinstance(e.code, int):
+            return e.code & 0xFF
+        print(e.code, file=sys.stderr)
+        return 1
+    tb = e.__traceback__
+    for _ in range(skip):
+        tb = tb.tb_next if tb is not None else None
+    traceback.print_exception(type(e), e, tb)
+    return 1
 
 
 def prefault():

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -418,6 +421,48 @@ func TestCachedConcurrency(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestZygoteAsPythonC: code run by a process forked from the Python zygote
+// (cached, and ephemeral from the stock) ends as `python3 -c` does — threads
+// that are not daemons finish, atexit functions run, a traceback shows the
+// code's frames only, SystemExit's code is the status — checked against this
+// machine's python3, which the host image's sandboxes run. The process's stdio
+// can be opened again by name, in Python and in a shell.
+func TestZygoteAsPythonC(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	for _, code := range []string{
+		"import threading, time, atexit\natexit.register(lambda: print('atexit ran'))\nthreading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\nprint('main done')",
+		"def f():\n    raise ValueError('boom')\nf()",
+		"import atexit, sys\natexit.register(lambda: print('bye'))\nopen('/dev/stderr', 'w').write('to stderr\\n')\nsys.exit(3)",
+		"import concurrent.futures\nconcurrent.futures.ThreadPoolExecutor().submit(print, 'submitted')",
+		"raise SystemExit('a message')",
+	} {
+		cmd := exec.Command("python3", "-c", code)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		exit := 0
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			exit = ee.ExitCode()
+		}
+		for _, mode := range []string{"cached", "ephemeral"} {
+			res := execute(t, s, client.ExecuteRequest{Mode: mode, Language: "python", Code: code})
+			if res.ExitCode != exit || res.Stdout != stdout.String() || res.Stderr != stderr.String() {
+				t.Errorf("%s %q: exit %d, stdout %q, stderr %q; python3 -c: exit %d, stdout %q, stderr %q",
+					mode, code, res.ExitCode, res.Stdout, res.Stderr, exit, stdout.String(), stderr.String())
+			}
+		}
+	}
+	for _, mode := range []string{"cached", "ephemeral"} {
+		res := execute(t, s, client.ExecuteRequest{Mode: mode, Language: "bash", Code: "echo err > /dev/stderr; echo out | tee /dev/stdout"})
+		if res.ExitCode != 0 || res.Stdout != "out\nout\n" || res.Stderr != "err\n" {
+			t.Errorf("%s: a shell writing to /dev/stdout and /dev/stderr: %+v", mode, res)
+		}
 	}
 }
 
