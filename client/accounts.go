@@ -82,7 +82,18 @@ type UsageReport struct {
 	To      time.Time  `json:"to"`
 	GroupBy string     `json:"group_by,omitempty"`
 	Rows    []UsageRow `json:"rows"`
-	Total   UsageRow   `json:"total"`
+	// Snapshots is snapshot storage over the range (not in Rows); Total
+	// includes its cost.
+	Snapshots SnapshotUsage `json:"snapshots"`
+	Total     UsageRow      `json:"total"`
+}
+
+// SnapshotUsage is snapshot storage over a range: each snapshot's size for as
+// long as it existed in the range.
+type SnapshotUsage struct {
+	GBMonths     float64 `json:"gb_months"`
+	CostMicroUSD int64   `json:"cost_micro_usd"`
+	CostUSD      float64 `json:"cost_usd"`
 }
 
 // Usage returns the caller's usage in [from, to) (zero times: this month so far),
@@ -110,18 +121,34 @@ func (c *Client) Usage(ctx context.Context, from, to time.Time, groupBy string) 
 }
 
 // CurrentUsage is this billing period (the calendar month, UTC) so far.
+// Usage covers executions and instances, and its cost includes Snapshots'.
+// The bill and the projection (at this rate for the whole period) have the
+// tier's discount applied.
 type CurrentUsage struct {
-	Account           string    `json:"account"`
-	PeriodStart       time.Time `json:"period_start"`
-	PeriodEnd         time.Time `json:"period_end"`
-	Usage             UsageRow  `json:"usage"`
-	Tier              string    `json:"tier"`
-	DiscountPercent   int64     `json:"discount_percent"`
-	BillMicroUSD      int64     `json:"bill_micro_usd"`
-	BillUSD           float64   `json:"bill_usd"`
-	ProjectedMicroUSD int64     `json:"projected_micro_usd"`
-	ProjectedUSD      float64   `json:"projected_usd"`
-	ProjectedTier     string    `json:"projected_tier"`
+	Account           string        `json:"account"`
+	PeriodStart       time.Time     `json:"period_start"`
+	PeriodEnd         time.Time     `json:"period_end"`
+	Usage             UsageRow      `json:"usage"`
+	Snapshots         SnapshotUsage `json:"snapshots"`
+	Tier              string        `json:"tier"`
+	DiscountPercent   int64         `json:"discount_percent"`
+	BillMicroUSD      int64         `json:"bill_micro_usd"`
+	BillUSD           float64       `json:"bill_usd"`
+	ProjectedMicroUSD int64         `json:"projected_micro_usd"`
+	ProjectedUSD      float64       `json:"projected_usd"`
+	ProjectedTier     string        `json:"projected_tier"`
+	Prices            PriceList     `json:"prices"`
+}
+
+// PriceList is the server's published price list.
+type PriceList struct {
+	CPUPerVCPUSecondUSD   float64 `json:"cpu_per_vcpu_second_usd"`
+	MemoryPerGBSecondUSD  float64 `json:"memory_per_gb_second_usd"`
+	GPUPerHourUSD         float64 `json:"gpu_per_hour_usd"`
+	SnapshotPerGBMonthUSD float64 `json:"snapshot_per_gb_month_usd"`
+	EgressPerGBUSD        float64 `json:"egress_per_gb_usd"`
+	// ModeMultipliers scale the price of an execution by its mode.
+	ModeMultipliers map[string]float64 `json:"mode_multipliers"`
 }
 
 // CurrentUsage returns the caller's usage and bill for this billing period.

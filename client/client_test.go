@@ -241,20 +241,26 @@ func TestHealth(t *testing.T) {
 		}
 		w.WriteHeader(int(status.Load()))
 		if status.Load() == 200 {
-			io.WriteString(w, `{"status":"ok","version":"1","runtime":{"name":"gvisor","version":"x","ready":true}}`)
+			// The shape of the server's answer (api/server.go healthResponse).
+			io.WriteString(w, `{"status":"ok","version":"1","runtime":{"name":"gvisor","version":"x","ready":true},
+				"database":{"driver":"sqlite","ok":true},
+				"sandboxes":{"live":5,"stocked":1,"sessions":2,"branch_stocked":1,"instances":1}}`)
 		} else {
-			io.WriteString(w, `{"status":"degraded","runtime":{"name":"gvisor","ready":false,"error":"runsc missing"}}`)
+			io.WriteString(w, `{"status":"degraded","version":"1","runtime":{"name":"gvisor","ready":false,"error":"runsc missing"},
+				"database":{"driver":"postgres","ok":false,"error":"connection refused"},"sandboxes":{}}`)
 		}
 	}))
 	defer srv.Close()
 	c := New(srv.URL, "k")
 	h, err := c.Health(context.Background())
-	if err != nil || !h.OK() || !h.Runtime.Ready || h.Runtime.Name != "gvisor" {
+	if err != nil || !h.OK() || !h.Runtime.Ready || h.Runtime.Name != "gvisor" ||
+		h.Database != (DatabaseInfo{Driver: "sqlite", OK: true}) ||
+		h.Sandboxes != (SandboxCounts{Live: 5, Stocked: 1, Sessions: 2, BranchStocked: 1, Instances: 1}) {
 		t.Fatalf("health = %+v, %v", h, err)
 	}
 	status.Store(503)
 	h, err = c.Health(context.Background())
-	if err != nil || h.OK() || h.Runtime.Error != "runsc missing" {
+	if err != nil || h.OK() || h.Runtime.Error != "runsc missing" || h.Database.OK || h.Database.Error != "connection refused" {
 		t.Fatalf("degraded health = %+v, %v", h, err)
 	}
 }

@@ -29,14 +29,16 @@ type Instance struct {
 
 // InstanceRequest creates an instance; zero fields take the server's defaults.
 type InstanceRequest struct {
-	Name           string     `json:"name,omitempty"`
-	Image          string     `json:"image,omitempty"`
-	Language       string     `json:"language,omitempty"`
-	SnapshotID     string     `json:"snapshot_id,omitempty"`
-	Resources      *Resources `json:"resources,omitempty"`
-	DiskMB         int        `json:"disk_mb,omitempty"`
-	EnableSSH      bool       `json:"enable_ssh,omitempty"`
-	IdleTTLSeconds int64      `json:"idle_ttl_seconds,omitempty"`
+	Name       string     `json:"name,omitempty"`
+	Image      string     `json:"image,omitempty"`
+	Language   string     `json:"language,omitempty"`
+	SnapshotID string     `json:"snapshot_id,omitempty"`
+	Resources  *Resources `json:"resources,omitempty"`
+	DiskMB     int        `json:"disk_mb,omitempty"`
+	EnableSSH  bool       `json:"enable_ssh,omitempty"`
+	// Network gives the instance a network (by default it has none).
+	Network        bool  `json:"network,omitempty"`
+	IdleTTLSeconds int64 `json:"idle_ttl_seconds,omitempty"`
 }
 
 // Exposure is a port of an instance reachable through the server.

@@ -42,11 +42,13 @@ type Session struct {
 	LastUsedAt     time.Time `json:"last_used_at"`
 }
 
-// SnapshotRequest names the session to snapshot: by SessionID (a branch id
-// too), or by ExecutionID (the session that execution ran in).
+// SnapshotRequest names what to snapshot: a session by SessionID (a branch id
+// too), the session an execution ran in by ExecutionID, or a running instance
+// by InstanceID. Give one of them.
 type SnapshotRequest struct {
 	ExecutionID string `json:"execution_id,omitempty"`
 	SessionID   string `json:"session_id,omitempty"`
+	InstanceID  string `json:"instance_id,omitempty"`
 	Name        string `json:"name,omitempty"`
 }
 

@@ -16,7 +16,8 @@ const (
 
 // Execution modes accepted in ExecuteRequest.Mode.
 const (
-	// ModeEphemeral runs in a fresh sandbox that is destroyed afterwards (the default).
+	// ModeEphemeral runs in a fresh sandbox that is destroyed afterwards (the
+	// default without a session, snapshot or instance).
 	ModeEphemeral = "ephemeral"
 	// ModeCached runs in a warm, reused sandbox.
 	ModeCached = "cached"
@@ -27,7 +28,10 @@ const (
 	// ModeBranched runs in a new branch restored from
 	// ExecuteRequest.ParentSnapshot (or in the branch named by SessionID).
 	ModeBranched = "branched"
-	// ModePersistent runs in a long-lived instance.
+	// ModePersistent runs in a long-lived instance: the one named by
+	// ExecuteRequest.InstanceID, or else a new one whose id comes back in
+	// ExecuteResult.InstanceID. The instance keeps running (and is billed)
+	// until Client.DeleteInstance.
 	ModePersistent = "persistent"
 )
 
@@ -43,18 +47,23 @@ const (
 	StatusError = "error"
 )
 
-// ExecuteRequest is the body of POST /api/v1/execute. Give either Code with
-// Language, or Command (run by `sh -c`); every other field is optional.
+// ExecuteRequest is the body of POST /api/v1/execute. Give either Code (with
+// its Language), or Command (run by `sh -c`); every other field is optional.
 type ExecuteRequest struct {
 	// Code is the program's source, run as Language.
 	Code string `json:"code,omitempty"`
-	// Language is one of the Language* constants.
+	// Language is one of the Language* constants; empty means the language
+	// of the session (SessionID, SnapshotID, ParentSnapshot) when there is
+	// one, else LanguagePython.
 	Language string `json:"language,omitempty"`
 	// Command is a shell command line run by `sh -c`, instead of Code.
 	Command string `json:"command,omitempty"`
 	// Image is the container image to run in; the server picks one by default.
 	Image string `json:"image,omitempty"`
-	// Mode is one of the Mode* constants; empty means ModeEphemeral.
+	// Mode is one of the Mode* constants. Empty lets the server pick:
+	// ModeBranched with ParentSnapshot; else ModeCheckpointed with SessionID,
+	// SnapshotID or CheckpointAfter; else ModeEphemeral. A request with
+	// InstanceID runs in that instance (ModePersistent) whatever its Mode.
 	Mode string `json:"mode,omitempty"`
 	// Stdin is fed to the program's standard input.
 	Stdin string `json:"stdin,omitempty"`
@@ -79,6 +88,8 @@ type ExecuteRequest struct {
 	// CheckpointAfter asks for a snapshot of the sandbox after the run; its
 	// id comes back in ExecuteResult.SnapshotID.
 	CheckpointAfter bool `json:"checkpoint_after,omitempty"`
+	// InstanceID names a persistent instance to run in (see ModePersistent).
+	InstanceID string `json:"instance_id,omitempty"`
 }
 
 // Resources are the limits of one execution's sandbox.
@@ -89,12 +100,14 @@ type Resources struct {
 	MemoryMB int `json:"memory_mb,omitempty"`
 }
 
-// ExecuteResult is the answer to POST /api/v1/execute.
+// ExecuteResult is the answer to POST /api/v1/execute. Its fields are the
+// server's, in the server's order, so that encoding a result as JSON gives
+// back what the server sent (unknown fields aside).
 type ExecuteResult struct {
 	// ExecutionID identifies the execution (see Client.GetExecution).
 	ExecutionID string `json:"execution_id"`
 	// RequestID equals ExecutionID; kept for older clients.
-	RequestID string `json:"request_id,omitempty"`
+	RequestID string `json:"request_id"`
 	// Status is one of the Status* constants.
 	Status string `json:"status"`
 	// ExitCode is the program's exit status (-1 when it never exited).
@@ -104,23 +117,22 @@ type ExecuteResult struct {
 	Stdout string `json:"stdout"`
 	Stderr string `json:"stderr"`
 	// Output equals Stdout and Logs equals Stderr; kept for older clients.
-	Output string `json:"output,omitempty"`
-	Logs   string `json:"logs,omitempty"`
+	Output string `json:"output"`
+	Logs   string `json:"logs"`
 	// StdoutTruncated and StderrTruncated report that output was dropped.
 	StdoutTruncated bool `json:"stdout_truncated"`
 	StderrTruncated bool `json:"stderr_truncated"`
 	// TimedOut reports that the program was stopped at its time limit.
 	TimedOut bool `json:"timed_out"`
 	// OOMKilled reports that the program was killed for exceeding its memory limit.
-	// Warm is true when a cached execution reused a warm sandbox.
-	Warm      bool `json:"warm"`
 	OOMKilled bool `json:"oom_killed"`
 	// Error explains a StatusError (or other platform trouble); often empty.
 	Error string `json:"error,omitempty"`
 	// DurationMS is the execution's wall-clock time in milliseconds.
 	DurationMS int64 `json:"duration_ms"`
-	// Mode and Language echo how the program was run.
-	Mode     string `json:"mode,omitempty"`
+	// Mode and Language echo how the program was run (Language is empty for
+	// a Command).
+	Mode     string `json:"mode"`
 	Language string `json:"language,omitempty"`
 	// SnapshotID is the snapshot made after the run, when one was asked for;
 	// SnapshotError says why none was made.
@@ -130,6 +142,11 @@ type ExecuteResult struct {
 	// branched); BranchID repeats it for a branch.
 	SessionID string `json:"session_id,omitempty"`
 	BranchID  string `json:"branch_id,omitempty"`
+	// InstanceID is the instance a persistent execution ran in: when the
+	// request named none, a new instance that keeps running until deleted.
+	InstanceID string `json:"instance_id,omitempty"`
+	// Warm is true when a cached execution reused a warm sandbox.
+	Warm bool `json:"warm"`
 	// Usage is what the execution consumed.
 	Usage Usage `json:"usage"`
 }
@@ -216,6 +233,10 @@ type Health struct {
 	Version string `json:"version,omitempty"`
 	// Runtime describes the sandbox runtime.
 	Runtime RuntimeInfo `json:"runtime"`
+	// Database describes the server's store.
+	Database DatabaseInfo `json:"database"`
+	// Sandboxes counts the server's sandboxes by what they are kept for.
+	Sandboxes SandboxCounts `json:"sandboxes"`
 }
 
 // OK reports whether the server says it is fully healthy.
@@ -231,4 +252,28 @@ type RuntimeInfo struct {
 	Ready bool `json:"ready"`
 	// Error says why the runtime is not ready; empty when it is.
 	Error string `json:"error,omitempty"`
+}
+
+// DatabaseInfo describes the server's database.
+type DatabaseInfo struct {
+	// Driver is "sqlite" or "postgres".
+	Driver string `json:"driver"`
+	// OK reports whether the database answered.
+	OK bool `json:"ok"`
+	// Error says why it did not; empty when it did.
+	Error string `json:"error,omitempty"`
+}
+
+// SandboxCounts are the sandboxes a server holds.
+type SandboxCounts struct {
+	// Live is every sandbox alive now.
+	Live int `json:"live"`
+	// Stocked are booted ahead of demand for ephemeral executions.
+	Stocked int `json:"stocked"`
+	// Sessions are held by live sessions and branches.
+	Sessions int `json:"sessions"`
+	// BranchStocked were restored from snapshots ahead of demand.
+	BranchStocked int `json:"branch_stocked"`
+	// Instances counts running instances (each holds a sandbox).
+	Instances int `json:"instances"`
 }

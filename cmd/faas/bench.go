@@ -136,8 +136,7 @@ measures execution latency over HTTP next to baselines measured in the same
 run, prints a Markdown report and writes it with an SVG chart. Needs root.
 
 scenarios (for --only):
-%s
-flags:`
+%s`
 
 func parseBenchArgs(args []string, stderr io.Writer) (*benchOptions, error) {
 	def, err := parseServe(nil)
@@ -146,16 +145,11 @@ func parseBenchArgs(args []string, stderr io.Writer) (*benchOptions, error) {
 	}
 	o := &benchOptions{}
 	var only string
-	fs := flag.NewFlagSet("faas bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		var names strings.Builder
-		for _, s := range benchScenarios() {
-			fmt.Fprintf(&names, "  %-20s %s\n", s.id, s.name)
-		}
-		fmt.Fprintf(fs.Output(), benchUsage+"\n", names.String())
-		fs.PrintDefaults()
+	var names strings.Builder
+	for _, s := range benchScenarios() {
+		fmt.Fprintf(&names, "  %-20s %s\n", s.id, s.name)
 	}
+	fs := newFlagSet("faas bench", fmt.Sprintf(benchUsage, names.String()), stderr)
 	fs.IntVar(&o.runs, "runs", 30, "measured runs per scenario")
 	fs.IntVar(&o.warmup, "warmup", 3, "unmeasured runs before each scenario")
 	fs.StringVar(&o.out, "out", filepath.Join(".bench", "results.md"), "Markdown report `file`")
@@ -165,14 +159,12 @@ func parseBenchArgs(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.StringVar(&o.agent, "agent", def.agent, "faas-agent `binary`")
 	fs.IntVar(&o.stock, "stock", 2, "pre-booted sandboxes of the benchmarked server")
 	fs.BoolVar(&o.verbose, "verbose", false, "show the in-process server's log instead of writing it to a file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err.Error()}
+	positional, err := parseFlags(fs, args, nil)
+	if err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageError{"bench takes no arguments"}
+	if len(positional) > 0 {
+		return nil, usageError{fmt.Sprintf("bench takes no arguments, got %q", positional)}
 	}
 	if o.runs < 1 || o.warmup < 0 {
 		return nil, usageError{"--runs must be at least 1 and --warmup not negative"}

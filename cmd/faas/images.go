@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,7 +33,8 @@ const imagesUsage = `usage: faas images import [--name NAME] FILE
        faas images rm REF
 
 Manages the server's local image store (admin key). import takes a docker-archive
-(docker save) or an OCI image layout tarball; - reads it from stdin.`
+(docker save) or an OCI image layout tarball; - reads it from stdin. Flags may
+come before or after the arguments.`
 
 type imageLine struct {
 	Digest    string    `json:"digest"`
@@ -45,14 +45,19 @@ type imageLine struct {
 
 // runImages is `faas images`.
 func runImages(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{imagesUsage}
-	}
-	fs := flag.NewFlagSet("images "+args[0], flag.ContinueOnError)
+	fs := newFlagSet("faas images", imagesUsage, os.Stderr)
 	conn := clientFlags(fs, "admin API key")
 	name := fs.String("name", "", "a name for the imported image (import)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err.Error()}
+	cmd, pos, err := subcommand(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	n, known := map[string]int{"import": 1, "pull": 1, "ls": 0, "list": 0, "rm": 1, "remove": 1}[cmd]
+	if !known {
+		return usageError{fmt.Sprintf("unknown subcommand %q (see faas images -h)", cmd)}
+	}
+	if len(pos) != n {
+		return usageError{fmt.Sprintf("images %s takes %d argument(s), got %q (see faas images -h)", cmd, n, pos)}
 	}
 	_, endpoint, key := conn()
 	call := func(method, path string, body io.Reader, out any) error {
@@ -87,14 +92,11 @@ func runImages(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	}
-	switch args[0] {
+	switch cmd {
 	case "import":
-		if fs.NArg() != 1 {
-			return usageError{imagesUsage}
-		}
 		var in io.Reader = os.Stdin
-		if fs.Arg(0) != "-" {
-			f, err := os.Open(fs.Arg(0))
+		if pos[0] != "-" {
+			f, err := os.Open(pos[0])
 			if err != nil {
 				return err
 			}
@@ -107,11 +109,8 @@ func runImages(ctx context.Context, args []string) error {
 		}
 		return printImages(out.Images)
 	case "pull":
-		if fs.NArg() != 1 {
-			return usageError{imagesUsage}
-		}
 		var img imageLine
-		b, _ := json.Marshal(map[string]string{"ref": fs.Arg(0)})
+		b, _ := json.Marshal(map[string]string{"ref": pos[0]})
 		if err := call("POST", "/api/v1/images/pull", strings.NewReader(string(b)), &img); err != nil {
 			return err
 		}
@@ -123,15 +122,10 @@ func runImages(ctx context.Context, args []string) error {
 		}
 		return printImages(out.Images)
 	case "rm", "remove":
-		if fs.NArg() != 1 {
-			return usageError{imagesUsage}
-		}
-		if err := call("DELETE", "/api/v1/images/"+fs.Arg(0), nil, nil); err != nil {
+		if err := call("DELETE", "/api/v1/images/"+pos[0], nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "removed %s\n", fs.Arg(0))
-	default:
-		return usageError{imagesUsage}
+		fmt.Fprintf(os.Stderr, "removed %s\n", pos[0])
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,14 +24,12 @@ const instancesUsage = `usage: faas instances create [--name N] [--language L] [
 
 Manages persistent instances. ssh-info prints where to connect and saves a new key
 for the instance under ~/.faas/ssh/; ssh connects with the system's ssh client
-(the instance must be created with --ssh).`
+(the instance must be created with --ssh). Flags may come before or after the
+arguments, except after exec's and ssh's ID: what follows it is the command.`
 
 // runInstances is `faas instances`.
 func runInstances(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{instancesUsage}
-	}
-	fs := flag.NewFlagSet("instances "+args[0], flag.ContinueOnError)
+	fs := newFlagSet("faas instances", instancesUsage, os.Stderr)
 	conn := clientFlags(fs, "API key")
 	name := fs.String("name", "", "instance name (create) or exposure name (expose)")
 	language := fs.String("language", "", "the instance's language (create)")
@@ -41,19 +38,28 @@ func runInstances(ctx context.Context, args []string) error {
 	withSSH := fs.Bool("ssh", false, "allow SSH (create)")
 	snapshot := fs.String("snapshot", "", "start from this snapshot (create)")
 	public := fs.Bool("public", false, "reachable without a key (expose)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err.Error()}
+	// After exec's and ssh's ID comes a command line with flags of its own.
+	cmd, pos, err := subcommand(fs, args, func(p []string) bool {
+		return len(p) == 2 && (p[0] == "exec" || p[0] == "ssh")
+	})
+	if err != nil {
+		return err
 	}
 	c, endpoint, key := conn()
-	needID := func(n int) (string, error) {
-		if fs.NArg() < n {
-			return "", usageError{instancesUsage}
+	// needID checks that pos holds at least lo and at most hi arguments
+	// (hi < 0: no limit), the first an instance id, and returns that id.
+	needID := func(lo, hi int, what string) (string, error) {
+		if len(pos) < lo || hi >= 0 && len(pos) > hi {
+			return "", usageError{fmt.Sprintf("usage: faas instances %s %s (see faas instances -h)", cmd, what)}
 		}
-		return fs.Arg(0), nil
+		return pos[0], nil
 	}
 	fail := func(err error) error { return explainClientError(err, endpoint, key) }
-	switch cmd := args[0]; cmd {
+	switch cmd {
 	case "create":
+		if len(pos) > 0 {
+			return usageError{fmt.Sprintf("instances create takes no arguments, got %q", pos)}
+		}
 		req := client.InstanceRequest{Name: *name, Language: *language, DiskMB: *disk, EnableSSH: *withSSH, SnapshotID: *snapshot}
 		if *memory > 0 {
 			req.Resources = &client.Resources{MemoryMB: *memory}
@@ -64,6 +70,9 @@ func runInstances(ctx context.Context, args []string) error {
 		}
 		fmt.Println(in.ID)
 	case "list":
+		if len(pos) > 0 {
+			return usageError{fmt.Sprintf("instances list takes no arguments, got %q", pos)}
+		}
 		list, err := c.ListInstances(ctx)
 		if err != nil {
 			return fail(err)
@@ -75,7 +84,7 @@ func runInstances(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	case "get", "pause", "resume", "stop", "start":
-		id, err := needID(1)
+		id, err := needID(1, 1, "ID")
 		if err != nil {
 			return err
 		}
@@ -90,7 +99,7 @@ func runInstances(ctx context.Context, args []string) error {
 		}
 		fmt.Printf("%s %s%s\n", in.ID, in.State, map[bool]string{true: " (" + in.Error + ")"}[in.Error != ""])
 	case "delete":
-		id, err := needID(1)
+		id, err := needID(1, 1, "ID")
 		if err != nil {
 			return err
 		}
@@ -99,11 +108,11 @@ func runInstances(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "deleted %s\n", id)
 	case "exec":
-		id, err := needID(2)
+		id, err := needID(2, -1, "ID COMMAND...")
 		if err != nil {
 			return err
 		}
-		res, err := c.ExecInstance(ctx, id, client.ExecuteRequest{Command: strings.Join(fs.Args()[1:], " ")})
+		res, err := c.ExecInstance(ctx, id, client.ExecuteRequest{Command: strings.Join(pos[1:], " ")})
 		if err != nil {
 			return fail(err)
 		}
@@ -113,11 +122,11 @@ func runInstances(ctx context.Context, args []string) error {
 			return exitError{code: res.ExitCode}
 		}
 	case "expose":
-		id, err := needID(2)
+		id, err := needID(2, 2, "ID PORT [--name N] [--public]")
 		if err != nil {
 			return err
 		}
-		port, err := strconv.Atoi(fs.Arg(1))
+		port, err := strconv.Atoi(pos[1])
 		if err != nil {
 			return usageError{"PORT must be a number"}
 		}
@@ -130,7 +139,7 @@ func runInstances(ctx context.Context, args []string) error {
 			fmt.Println(ex.HostURL)
 		}
 	case "ssh-info":
-		id, err := needID(1)
+		id, err := needID(1, 1, "ID")
 		if err != nil {
 			return err
 		}
@@ -141,7 +150,7 @@ func runInstances(ctx context.Context, args []string) error {
 		fmt.Printf("host %s\nport %d\nuser %s\nkey  %s\n\nssh -i %s -o UserKnownHostsFile=%s -p %d %s@%s\n",
 			info.Host, info.Port, info.User, keyFile, keyFile, knownHosts, info.Port, info.User, info.Host)
 	case "ssh":
-		id, err := needID(1)
+		id, err := needID(1, -1, "ID [COMMAND...]")
 		if err != nil {
 			return err
 		}
@@ -156,7 +165,7 @@ func runInstances(ctx context.Context, args []string) error {
 		defer os.RemoveAll(filepath.Dir(keyFile))
 		argv := []string{"-i", keyFile, "-p", strconv.Itoa(info.Port), "-o", "UserKnownHostsFile=" + knownHosts,
 			"-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-F", "/dev/null", info.User + "@" + info.Host}
-		argv = append(argv, fs.Args()[1:]...)
+		argv = append(argv, pos[1:]...)
 		sh := exec.CommandContext(ctx, sshBin, argv...)
 		sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stdout, os.Stderr
 		if err := sh.Run(); err != nil {
@@ -167,7 +176,7 @@ func runInstances(ctx context.Context, args []string) error {
 			return err
 		}
 	default:
-		return usageError{instancesUsage}
+		return usageError{fmt.Sprintf("unknown subcommand %q (see faas instances -h)", cmd)}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -16,25 +15,33 @@ const keysUsage = `usage: faas keys create [--name N] [--account A] [--scopes s1
        faas keys revoke KEY_ID
 
 Manages API keys (needs an admin key). A new key is printed once; the server keeps
-only its hash.`
+only its hash. Flags may come before or after the arguments.`
 
 // runKeys is `faas keys`.
 func runKeys(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{keysUsage}
-	}
-	fs := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
+	fs := newFlagSet("faas keys", keysUsage, os.Stderr)
 	conn := clientFlags(fs, "admin API key")
 	name := fs.String("name", "", "a label for the key")
 	account := fs.String("account", "", "account the key acts for (create: default a new account; list: filter)")
 	scopes := fs.String("scopes", "", "comma-separated scopes: admin, execute, instances, snapshots (default: all but admin)")
 	rate := fs.Int64("rate-per-minute", 0, "the key's own request rate (0: the server's default)")
 	burst := fs.Int64("burst", 0, "the key's own burst (0: the server's default)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err.Error()}
+	cmd, pos, err := subcommand(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	n, known := map[string]int{"create": 0, "list": 0, "revoke": 1}[cmd]
+	if !known {
+		return usageError{fmt.Sprintf("unknown subcommand %q (see faas keys -h)", cmd)}
+	}
+	if len(pos) != n {
+		if n == 0 {
+			return usageError{fmt.Sprintf("keys %s takes no arguments, got %q (see faas keys -h)", cmd, pos)}
+		}
+		return usageError{"usage: faas keys revoke KEY_ID"}
 	}
 	c, endpoint, key := conn()
-	switch args[0] {
+	switch cmd {
 	case "create":
 		req := client.KeyRequest{Name: *name, Account: *account, RatePerMinute: *rate, Burst: *burst}
 		if *scopes != "" {
@@ -62,26 +69,30 @@ func runKeys(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	case "revoke":
-		if fs.NArg() != 1 {
-			return usageError{"usage: faas keys revoke KEY_ID"}
-		}
-		if err := c.RevokeKey(ctx, fs.Arg(0)); err != nil {
+		if err := c.RevokeKey(ctx, pos[0]); err != nil {
 			return explainClientError(err, endpoint, key)
 		}
-		fmt.Fprintf(os.Stderr, "revoked %s\n", fs.Arg(0))
-	default:
-		return usageError{keysUsage}
+		fmt.Fprintf(os.Stderr, "revoked %s\n", pos[0])
 	}
 	return nil
 }
 
+const usageUsage = `usage: faas usage [--by day|mode]
+
+Shows this billing period's usage, volume tier, bill and projection for the API
+key's account; --by breaks the month so far down by day or by execution mode.`
+
 // runUsageReport is `faas usage`: this billing period, or a range grouped by day or mode.
 func runUsageReport(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
+	fs := newFlagSet("faas usage", usageUsage, os.Stderr)
 	conn := clientFlags(fs, "API key")
 	group := fs.String("by", "", "group the month so far by day or mode")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	pos, err := parseFlags(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("usage takes no arguments, got %q (see faas usage -h)", pos)}
 	}
 	c, endpoint, key := conn()
 	if *group != "" {

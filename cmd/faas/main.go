@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -53,7 +54,7 @@ func main() {
 	var ee exitError
 	var ue usageError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp): // -h printed the usage
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
 	case errors.As(err, &ue):
@@ -66,7 +67,10 @@ func main() {
 }
 
 func dispatch(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 2 && args[0] == "help" && !isHelp(args[1]) {
+		args = []string{args[1], "-h"} // faas help COMMAND
+	}
+	if len(args) == 0 || isHelp(args[0]) {
 		printUsage()
 		if len(args) == 0 {
 			return exitError{2}
@@ -87,6 +91,7 @@ func printUsage() {
 	for _, c := range commands() {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.usage)
 	}
+	fmt.Fprintln(os.Stderr, "\nfaas COMMAND -h (or faas help COMMAND) shows a command's usage and flags.")
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -95,6 +100,14 @@ var version = "dev"
 var timeZero time.Time
 
 func runVersion(ctx context.Context, args []string) error {
+	fs := newFlagSet("faas version", "usage: faas version\n\nPrints the version of this binary.", os.Stderr)
+	positional, err := parseFlags(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	if len(positional) > 0 {
+		return usageError{"version takes no arguments"}
+	}
 	fmt.Println("faas", version)
 	return nil
 }

@@ -57,37 +57,38 @@ const runUsage = `usage: faas run [flags] [FILE | -]
 Runs code once in a sandbox on a faas server and mirrors its output and exit
 status. The code comes from -c, from FILE (language from its extension), from
 standard input (FILE "-", or -c -, or when standard input is not a terminal),
-or --command runs a shell command line instead.
+or --command runs a shell command line instead. Without -l and FILE the
+server's default language applies: python, or a session's own language.
+Flags may come before or after FILE.
+
+Without --mode the server picks it: checkpointed with --session (the session's
+state stays for the next run with the same id), ephemeral otherwise. Mode
+persistent creates an instance that keeps running; its id is printed on
+standard error.
 
 examples:
-  faas run -l python -c 'print(1)'
-  faas run script.py
+  faas run -c 'print(1)'
+  faas run script.py --timeout 10s
   echo 'console.log(1)' | faas run -l javascript
   faas run --command 'ls /' --image alpine
-
-flags:`
+  faas run --session s1 -c 'x = 5'; faas run --session s1 -c 'print(x)'`
 
 // parseRunArgs parses `faas run` arguments. Flags may come before and after FILE.
 func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	o := &runOptions{}
-	fs := flag.NewFlagSet("faas run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), runUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("faas run", runUsage, stderr)
 	str := func(p *string, def, usage string, names ...string) {
 		for _, n := range names {
 			fs.StringVar(p, n, def, usage)
 		}
 	}
-	str(&o.language, "", "`language`: python, javascript, typescript or bash (default: from FILE's extension)", "l", "language")
+	str(&o.language, "", "`language`: python, javascript, typescript or bash (default: from FILE's extension, else the server's: python)", "l", "language")
 	str(&o.code, "", "the `code` to run (\"-\" reads it from standard input)", "c", "code")
 	str(&o.command, "", "run a shell `command line` (sh -c) instead of code", "command")
-	str(&o.mode, client.ModeEphemeral, "execution `mode`: ephemeral, cached, checkpointed, branched or persistent", "mode")
+	str(&o.mode, "", "execution `mode`: ephemeral, cached, checkpointed, branched or persistent (default: the server's: checkpointed with --session, else ephemeral)", "mode")
 	str(&o.image, "", "container `image` to run in (default: the server's for the language)", "image")
 	str(&o.workdir, "", "working `directory` inside the sandbox", "w", "workdir")
-	str(&o.session, "", "persistent session `id` to run in", "session")
+	str(&o.session, "", "session `id` to run in (created on first use): its state stays for the next run with the same id", "session")
 	str(&o.stdinFile, "", "`file` fed to the program's standard input (\"-\": this command's standard input)", "stdin")
 	str(&o.endpoint, defaultEndpoint(), "server `URL` (env FAAS_ENDPOINT, or FAAS_API_PORT on 127.0.0.1)", "endpoint")
 	// The key's default is looked up after parsing, so it never shows up in -h.
@@ -99,24 +100,9 @@ func parseRunArgs(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.Var(&o.env, "env", "same as -e `KEY=VALUE`")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the whole result as JSON instead of the program's output")
 
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp
-			}
-			return nil, usageError{err.Error()} // flag already printed the details
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			positional = append(positional, rest...) // no flags after "--"
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
+	positional, err := parseFlags(fs, args, nil)
+	if err != nil {
+		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "c" || f.Name == "code" {
@@ -197,9 +183,6 @@ func buildRequest(o *runOptions, rio runIO) (client.ExecuteRequest, error) {
 		req.Code = string(b)
 		o.codeFromStdin = true
 	}
-	if req.Command == "" && req.Language == "" {
-		return req, usageError{"which language? use -l (python, javascript, typescript, bash)"}
-	}
 
 	switch o.stdinFile {
 	case "":
@@ -257,10 +240,15 @@ func runCmd(ctx context.Context, args []string, rio runIO) error {
 	}
 
 	if o.jsonOut {
+		// client.ExecuteResult has every field of the server's answer, empty
+		// ones included, in the server's order.
 		enc := json.NewEncoder(rio.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
 			return err
+		}
+		if note := instanceNote(res); note != "" {
+			fmt.Fprintln(rio.stderr, "faas:", note)
 		}
 	} else {
 		writeResult(res, rio.stdout, rio.stderr)
@@ -292,6 +280,9 @@ func writeResult(res *client.ExecuteResult, stdout, stderr io.Writer) {
 	if res.Error != "" && res.Status == client.StatusError {
 		notes = append(notes, res.Error)
 	}
+	if note := instanceNote(res); note != "" {
+		notes = append(notes, note)
+	}
 	if len(notes) == 0 {
 		return
 	}
@@ -301,6 +292,15 @@ func writeResult(res *client.ExecuteResult, stdout, stderr io.Writer) {
 	for _, n := range notes {
 		fmt.Fprintln(stderr, "faas:", n)
 	}
+}
+
+// instanceNote tells about the instance a persistent execution created (or
+// ran in), which keeps running after `faas run` returns; "" for none.
+func instanceNote(res *client.ExecuteResult) string {
+	if res.InstanceID == "" {
+		return ""
+	}
+	return fmt.Sprintf("instance %s keeps running (faas instances delete %s to remove it)", res.InstanceID, res.InstanceID)
 }
 
 // exitCodeOf is the status `faas run` exits with for a result: the program's

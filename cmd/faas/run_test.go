@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faas-platform/faas/api"
 	"github.com/faas-platform/faas/client"
 )
 
@@ -69,23 +70,35 @@ func TestRunRequests(t *testing.T) {
 		want     string // JSON of the request body
 	}{
 		{"code", []string{"-l", "python", "-c", "print(1)"}, "", true,
-			`{"code":"print(1)","language":"python","mode":"ephemeral"}`},
+			`{"code":"print(1)","language":"python"}`},
+		{"no language: the server's default", []string{"-c", "print(1)"}, "", true,
+			`{"code":"print(1)"}`},
+		{"no language from piped stdin", nil, "print(1)", false,
+			`{"code":"print(1)"}`},
+		{"session: the server picks the mode", []string{"--session", "s1", "-c", "x = 5"}, "", true,
+			`{"code":"x = 5","session_id":"s1"}`},
+		{"explicit mode", []string{"-c", "x", "--mode", "cached"}, "", true,
+			`{"code":"x","mode":"cached"}`},
+		{"flags after dashes are code files", []string{"-l", "python", "--", "-"}, "print(3)", true,
+			`{"code":"print(3)","language":"python"}`},
+		{"dashes as a flag's value", []string{"-c", "--", "--timeout", "1s"}, "", true,
+			`{"code":"--","timeout_ms":1000}`},
 		{"file by extension", []string{py}, "", true,
-			`{"code":"print(2)","language":"python","mode":"ephemeral"}`},
+			`{"code":"print(2)","language":"python"}`},
 		{"flags after file", []string{py, "--timeout", "1500us", "--memory", "128", "-e", "A=1", "--env", "FAAS_TEST_PASS"}, "", true,
-			`{"code":"print(2)","env_vars":{"A":"1","FAAS_TEST_PASS":"through"},"language":"python","mode":"ephemeral","resources":{"memory_mb":128},"timeout_ms":2}`},
+			`{"code":"print(2)","env_vars":{"A":"1","FAAS_TEST_PASS":"through"},"language":"python","resources":{"memory_mb":128},"timeout_ms":2}`},
 		{"language overrides extension", []string{"--language=bash", py}, "", true,
-			`{"code":"print(2)","language":"bash","mode":"ephemeral"}`},
+			`{"code":"print(2)","language":"bash"}`},
 		{"command", []string{"--command", "ls /", "--image", "alpine", "--cpus", "0.5", "-w", "/tmp", "--session", "s1", "--mode", "persistent"}, "", true,
 			`{"command":"ls /","image":"alpine","mode":"persistent","resources":{"cpu_cores":0.5},"session_id":"s1","working_dir":"/tmp"}`},
 		{"code from piped stdin", []string{"-l", "javascript", "--stdin", in}, "console.log(1)", false,
-			`{"code":"console.log(1)","language":"javascript","mode":"ephemeral","stdin":"input"}`},
+			`{"code":"console.log(1)","language":"javascript","stdin":"input"}`},
 		{"code dash", []string{"-l", "bash", "-c", "-"}, "echo hi", true,
-			`{"code":"echo hi","language":"bash","mode":"ephemeral"}`},
+			`{"code":"echo hi","language":"bash"}`},
 		{"file dash", []string{"-l", "typescript", "--", "-"}, "let x = 1", true,
-			`{"code":"let x = 1","language":"typescript","mode":"ephemeral"}`},
+			`{"code":"let x = 1","language":"typescript"}`},
 		{"program stdin from stdin", []string{"-l", "python", "-c", "input()", "--stdin", "-"}, "line\n", true,
-			`{"code":"input()","language":"python","mode":"ephemeral","stdin":"line\n"}`},
+			`{"code":"input()","language":"python","stdin":"line\n"}`},
 	}
 	srv := newStub(t)
 	for _, tt := range tests {
@@ -109,7 +122,6 @@ func TestRunUsageErrors(t *testing.T) {
 	srv := newStub(t)
 	for name, args := range map[string][]string{
 		"nothing on a terminal": {},
-		"no language":           {"-c", "print(1)"},
 		"unknown extension":     {"x.rb"},
 		"unknown language":      {"-l", "cobol", "-c", "x"},
 		"code and command":      {"-c", "x", "--command", "ls"},
@@ -183,6 +195,79 @@ func TestRunJSONAndAPIError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `language "x" is not supported`) {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// TestRunJSONIsTheServersAnswer checks that --json prints what the server's
+// own response type encodes to, empty fields included.
+func TestRunJSONIsTheServersAnswer(t *testing.T) {
+	srv := newStub(t)
+	for name, resp := range map[string]api.ExecuteResponse{
+		"empty streams": {ExecutionID: "e1", RequestID: "e1", Status: "succeeded", Mode: "ephemeral", Language: "python"},
+		"every field": {ExecutionID: "e2", RequestID: "e2", Status: "error", ExitCode: 1, Stdout: "o", Stderr: "e",
+			Output: "o", Logs: "e", StdoutTruncated: true, StderrTruncated: true, TimedOut: true, OOMKilled: true,
+			Error: "boom", DurationMS: 5, Mode: "branched", Language: "python", SnapshotID: "sn", SnapshotError: "no",
+			SessionID: "b1", BranchID: "b1", InstanceID: "i-1", Warm: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var want map[string]any
+			b, _ := json.Marshal(resp)
+			json.Unmarshal(b, &want)
+			want["usage"] = map[string]any{"cpu_ms": 1.0, "memory_peak_mb": 2.0, "cost_usd": 3.5, "cost_micro_usd": 3500000.0}
+			b, _ = json.Marshal(want)
+			srv.answer = string(b)
+
+			out, _, err := runWith(t, srv, "", true, "--json", "-c", "x")
+			if err != nil && !errors.As(err, new(exitError)) {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("--json printed %q: %v", out, err)
+			}
+			if g, w := mustJSON(t, got), mustJSON(t, want); g != w {
+				t.Errorf("--json printed %s\nthe server sent %s", g, w)
+			}
+		})
+	}
+}
+
+func TestRunPersistentTellsTheInstance(t *testing.T) {
+	srv := newStub(t)
+	srv.answer = `{"execution_id":"e","status":"succeeded","exit_code":0,"stdout":"hi\n","stderr":"warn","mode":"persistent","instance_id":"i-42"}`
+	const note = "faas: instance i-42 keeps running (faas instances delete i-42 to remove it)\n"
+	for _, args := range [][]string{{"--mode", "persistent", "-c", "x"}, {"--json", "--mode", "persistent", "-c", "x"}} {
+		out, errOut, err := runWith(t, srv, "", true, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.got["mode"] != "persistent" {
+			t.Errorf("%q sent %v", args, srv.got)
+		}
+		wantErr := "warn\n" + note
+		if args[0] == "--json" {
+			wantErr = note
+			if !strings.Contains(out, `"instance_id": "i-42"`) {
+				t.Errorf("--json printed %s", out)
+			}
+		}
+		if errOut != wantErr {
+			t.Errorf("%q: stderr = %q, want %q", args, errOut, wantErr)
+		}
+	}
+
+	srv.answer = `{"execution_id":"e","status":"succeeded","exit_code":0,"mode":"ephemeral"}`
+	if _, errOut, _ := runWith(t, srv, "", true, "-c", "x"); errOut != "" {
+		t.Errorf("without an instance: stderr = %q", errOut)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestDefaults(t *testing.T) {

@@ -114,9 +114,14 @@ func besideExecutable(name string) string {
 	return ""
 }
 
+const serveUsage = `usage: faas serve [flags]
+
+Runs the API server (and the SSH gateway to instances) on the state in the data
+directory. Each flag defaults to the environment variable it names.`
+
 func parseServe(args []string) (*serveConfig, error) {
 	c := &serveConfig{limits: engine.DefaultLimits(), adminKey: strings.TrimSpace(os.Getenv("FAAS_API_KEY"))}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := newFlagSet("faas serve", serveUsage, os.Stderr)
 	fs.StringVar(&c.host, "host", envOr("FAAS_HOST", "127.0.0.1"), "address to listen on (env FAAS_HOST); 0.0.0.0 for every interface")
 	fs.IntVar(&c.port, "port", envInt("FAAS_API_PORT", 8080), "port to listen on (env FAAS_API_PORT)")
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory for all state (env FAAS_DATA_DIR)")
@@ -155,16 +160,13 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.DurationVar(&c.limits.MaxTimeout, "max-timeout", c.limits.MaxTimeout, "longest timeout a request may ask for")
 	fs.IntVar(&c.limits.MaxMemoryMB, "max-memory-mb", c.limits.MaxMemoryMB, "most memory a request may ask for")
 	fs.Int64Var(&c.limits.MaxOutputBytes, "max-output-bytes", int64(envInt("FAAS_MAX_OUTPUT_BYTES", int(c.limits.MaxOutputBytes))), "stdout and stderr kept per execution, each (env FAAS_MAX_OUTPUT_BYTES)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err.Error()}
+	positional, err := parseFlags(fs, args, nil)
+	if err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageError{"serve takes no arguments"}
+	if len(positional) > 0 {
+		return nil, usageError{fmt.Sprintf("serve takes no arguments, got %q", positional)}
 	}
-	var err error
 	if c.stockTargets, err = engine.ParseStockTargets(c.stockImages); err != nil {
 		return nil, usageError{err.Error()}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -17,25 +16,34 @@ const snapshotsUsage = `usage: faas snapshots list
        faas snapshots restore ID [--session S]
 
 Manages snapshots of sessions. restore starts a new session from a snapshot and
-prints its id; run code in it with faas run --session.`
+prints its id; run code in it with faas run --session. Flags may come before or
+after the arguments.`
 
 // runSnapshots is `faas snapshots`.
 func runSnapshots(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{snapshotsUsage}
-	}
-	fs := flag.NewFlagSet("snapshots "+args[0], flag.ContinueOnError)
+	fs := newFlagSet("faas snapshots", snapshotsUsage, os.Stderr)
 	conn := clientFlags(fs, "API key")
 	session := fs.String("session", "", "session (create: the one to snapshot; restore: the new one's id)")
 	execution := fs.String("execution", "", "execution whose session to snapshot (create)")
 	name := fs.String("name", "", "snapshot name (create)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err.Error()}
+	cmd, pos, err := subcommand(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	// wantArgs checks the number of arguments after the subcommand.
+	wantArgs := func(n int, what string) error {
+		if len(pos) != n {
+			return usageError{fmt.Sprintf("usage: %s (see faas snapshots -h)", strings.TrimSpace("faas snapshots "+cmd+" "+what))}
+		}
+		return nil
 	}
 	c, endpoint, key := conn()
 	fail := func(err error) error { return explainClientError(err, endpoint, key) }
-	switch args[0] {
+	switch cmd {
 	case "list":
+		if err := wantArgs(0, ""); err != nil {
+			return err
+		}
 		list, err := c.ListSnapshots(ctx)
 		if err != nil {
 			return fail(err)
@@ -48,40 +56,43 @@ func runSnapshots(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	case "get":
-		if fs.NArg() != 1 {
-			return usageError{snapshotsUsage}
+		if err := wantArgs(1, "ID"); err != nil {
+			return err
 		}
-		sn, err := c.GetSnapshot(ctx, fs.Arg(0))
+		sn, err := c.GetSnapshot(ctx, pos[0])
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Printf("id       %s\nname     %s\nparent   %s\nchildren %s\nlanguage %s\nsize     %d bytes\nsha256   %s\nstatus   %s %s\ncreated  %s\n",
 			sn.ID, sn.Name, cmpOr(sn.ParentID, "-"), strings.Join(sn.Children, " "), sn.Language, sn.SizeBytes, sn.SHA256, sn.Status, sn.Error, sn.CreatedAt)
 	case "delete":
-		if fs.NArg() != 1 {
-			return usageError{snapshotsUsage}
+		if err := wantArgs(1, "ID"); err != nil {
+			return err
 		}
-		if err := c.DeleteSnapshot(ctx, fs.Arg(0)); err != nil {
+		if err := c.DeleteSnapshot(ctx, pos[0]); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(os.Stderr, "deleted %s\n", fs.Arg(0))
+		fmt.Fprintf(os.Stderr, "deleted %s\n", pos[0])
 	case "create":
+		if err := wantArgs(0, "--session S | --execution E [--name N]"); err != nil {
+			return err
+		}
 		sn, err := c.CreateSnapshot(ctx, client.SnapshotRequest{SessionID: *session, ExecutionID: *execution, Name: *name})
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Println(sn.ID)
 	case "restore":
-		if fs.NArg() != 1 {
-			return usageError{snapshotsUsage}
+		if err := wantArgs(1, "ID [--session S]"); err != nil {
+			return err
 		}
-		s, err := c.RestoreSnapshot(ctx, fs.Arg(0), *session)
+		s, err := c.RestoreSnapshot(ctx, pos[0], *session)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Println(s.ID)
 	default:
-		return usageError{snapshotsUsage}
+		return usageError{fmt.Sprintf("unknown subcommand %q (see faas snapshots -h)", cmd)}
 	}
 	return nil
 }
