@@ -212,9 +212,15 @@ class FaaSClient:
                 ``typescript`` or ``bash``.
             mode: ``ephemeral`` (default), ``cached``, ``checkpointed`` (run
                 in a session; the default with ``session_id``, ``snapshot_id``
-                or ``checkpoint_after``) or ``branched`` (run in a branch; the
-                default with ``parent_snapshot``); ``persistent`` is not
-                served here (501): run in an instance with ``instances.exec``.
+                or ``checkpoint_after``), ``branched`` (run in a branch; the
+                default with ``parent_snapshot``) or ``persistent``: without
+                ``instance_id`` it creates a new instance (with this call's
+                ``image``, ``language`` and ``resources``), runs the code or
+                command in it and returns its id as the result's
+                ``instance_id``; the instance keeps running (and is billed)
+                until ``instances.delete``. Without code and command the
+                server answers with the new instance itself (only the
+                result's ``instance_id`` is meaningful).
             command: Instead of ``code``: a shell command run by ``sh -c``, or
                 an argv list.
             stdin: Text given to the program's standard input.
@@ -235,14 +241,18 @@ class FaaSClient:
             checkpoint_after: Snapshot the session after the code ran; the
                 result's ``snapshot_id`` is the snapshot (or
                 ``snapshot_error`` says why there is none).
-            instance_id: Not served here (501): use ``instances.exec``.
+            instance_id: Run in this existing instance (whatever ``mode``
+                says; the result's mode is ``persistent``), as
+                ``instances.exec`` does; ``image``, ``resources`` and the
+                session arguments are ignored. NotFoundError for an unknown
+                instance, ConflictError when it is paused or stopped.
             request_timeout: HTTP time limit of this call, in seconds.
 
         Raises:
             FaaSError: The server refused the request (400 bad input, 401 bad
-                key, 501 planned mode, 503 busy after the retries, ...) or
-                could not be reached; :class:`~faas_sdk.NotFoundError` (404)
-                for an unknown snapshot or an ended branch.
+                key, 503 busy after the retries, ...) or could not be
+                reached; :class:`~faas_sdk.NotFoundError` (404) for an unknown
+                snapshot, instance or an ended branch.
             ValueError: An empty id, or ``parent_snapshot`` and
                 ``branch_from`` that differ (before any request).
         """
@@ -274,11 +284,21 @@ class FaaSClient:
         return Execution.from_dict(self._http.call("GET", path))
 
     def prewarm(
-        self, language: Optional[str] = None, count: Optional[int] = None, image: Optional[str] = None
+        self,
+        language: Optional[str] = None,
+        count: Optional[int] = None,
+        image: Optional[str] = None,
+        *,
+        memory_mb: Optional[int] = None,
     ) -> PrewarmResult:
         """Ready ``count`` (1...32, default 1) warm sandboxes for ``language``
-        (default python) in the caller's pool now: ``POST /api/v1/prewarm``."""
-        body = _body(language=language, count=count, image=image)
+        (default python) in the caller's pool now: ``POST /api/v1/prewarm``.
+
+        There is one pool per image and memory limit: ``memory_mb`` (default
+        the server's) is the sandboxes' memory limit, and only cached
+        executions asking for the same ``resources["memory_mb"]`` take them.
+        """
+        body = _body(language=language, count=count, image=image, memory_mb=memory_mb)
         return PrewarmResult.from_dict(self._http.call("POST", "/api/v1/prewarm", body))
 
     def pools(self) -> PoolsResult:

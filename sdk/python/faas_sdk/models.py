@@ -84,6 +84,10 @@ class ExecutionResult(Model):
     the session it ran in, and ``branch_id`` the same id when that session is
     a branch. ``snapshot_id`` is the snapshot ``checkpoint_after`` made, or
     ``None`` with the reason in ``snapshot_error``.
+
+    ``instance_id`` is the instance an ``execute`` of mode ``persistent`` ran
+    in: the one it created (it keeps running until deleted), or the request's
+    ``instance_id``. ``None`` for other modes and for ``instances.exec``.
     """
 
     execution_id: str = ""
@@ -107,6 +111,7 @@ class ExecutionResult(Model):
     branch_id: Optional[str] = None
     snapshot_id: Optional[str] = None
     snapshot_error: Optional[str] = None
+    instance_id: Optional[str] = None
     usage: ResourceUsage = field(default_factory=ResourceUsage)
 
     _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": ResourceUsage}
@@ -160,10 +165,16 @@ class HealthDatabase(Model):
 
 @dataclass
 class HealthSandboxes(Model):
-    """Sandbox counts in a health report."""
+    """Sandbox counts in a health report: ``live`` (running now, of every
+    kind), ``stocked`` (pre-booted, never used), ``sessions`` (held by live
+    sessions and branches), ``branch_stocked`` (restored from snapshots ahead of
+    demand) and ``instances`` (held by running instances)."""
 
     live: int = 0
     stocked: int = 0
+    sessions: int = 0
+    branch_stocked: int = 0
+    instances: int = 0
 
 
 @dataclass
@@ -185,9 +196,16 @@ class Health(Model):
 
 @dataclass
 class Pool(Model):
-    """One warm pool of the caller's account."""
+    """One warm pool of the caller's account: one per image and memory limit.
 
+    ``memory_mb`` is its sandboxes' memory limit (cached executions asking for
+    the same take them); ``idle_memory_mb`` what its idle sandboxes hold
+    together; ``account`` is set in the answer of ``prewarm`` only.
+    """
+
+    account: Optional[str] = None
     image: str = ""
+    memory_mb: int = 0
     idle: int = 0
     in_use: int = 0
     hits: int = 0
@@ -196,6 +214,7 @@ class Pool(Model):
     retired: int = 0
     reaped: int = 0
     evicted: int = 0
+    idle_memory_mb: float = 0.0
 
 
 @dataclass
@@ -276,18 +295,31 @@ class UsageRow(Model):
 
 
 @dataclass
+class SnapshotUsage(Model):
+    """Snapshot storage over a range: each snapshot's size for as long as it
+    existed, in GB-months, and its cost."""
+
+    gb_months: float = 0.0
+    cost_micro_usd: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
 class UsageReport(Model):
     """Answer of ``usage()``: usage over a range (``from_`` and ``to`` are RFC
-    3339 strings; the wire name of ``from_`` is ``from``)."""
+    3339 strings; the wire name of ``from_`` is ``from``). ``snapshots`` is the
+    snapshot storage over the range (not in ``rows``; ``total`` includes its
+    cost)."""
 
     account: str = ""
     from_: str = ""
     to: str = ""
     group_by: Optional[str] = None
     rows: List[UsageRow] = field(default_factory=list)
+    snapshots: SnapshotUsage = field(default_factory=SnapshotUsage)
     total: UsageRow = field(default_factory=UsageRow)
 
-    _nested: ClassVar[Dict[str, Type[Model]]] = {"rows": UsageRow, "total": UsageRow}
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"rows": UsageRow, "snapshots": SnapshotUsage, "total": UsageRow}
     _aliases: ClassVar[Dict[str, str]] = {"from": "from_"}
 
 
@@ -311,7 +343,10 @@ class CurrentUsage(Model):
     account: str = ""
     period_start: str = ""
     period_end: str = ""
+    #: Executions and instances; its cost includes the snapshots'.
     usage: UsageRow = field(default_factory=UsageRow)
+    #: Snapshot storage this period.
+    snapshots: SnapshotUsage = field(default_factory=SnapshotUsage)
     #: Volume tier: starter, growth, scale or enterprise.
     tier: str = ""
     discount_percent: int = 0
@@ -324,7 +359,7 @@ class CurrentUsage(Model):
     projected_tier: str = ""
     prices: PriceList = field(default_factory=PriceList)
 
-    _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": UsageRow, "prices": PriceList}
+    _nested: ClassVar[Dict[str, Type[Model]]] = {"usage": UsageRow, "snapshots": SnapshotUsage, "prices": PriceList}
 
 
 # --- sessions, snapshots, branches ----------------------------------------
@@ -371,7 +406,8 @@ class Session(Model):
 
     ``branch_id`` is set (to ``id``) when the session is a branch;
     ``parent_snapshot`` is the snapshot it was restored or branched from.
-    ``executions`` counts the executions run in it so far. Timestamps are
+    ``executions`` counts the executions run in it so far; ``memory_used_mb``
+    is what its sandbox holds now (measured at each call). Timestamps are
     RFC 3339 strings. A session ends when deleted, after an idle timeout
     (server default 10 minutes) or when the server restarts.
     """
@@ -386,6 +422,7 @@ class Session(Model):
     cpu_cores: float = 0.0
     created_at: str = ""
     last_used_at: str = ""
+    memory_used_mb: float = 0.0
 
     @property
     def is_branch(self) -> bool:

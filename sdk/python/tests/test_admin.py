@@ -16,6 +16,9 @@ def test_health_needs_no_key(server) -> None:  # type: ignore[no-untyped-def]
     assert h.runtime.ready is True
     assert h.database.ok is True
     assert isinstance(h.sandboxes.live, int)
+    for name in ("live", "stocked", "sessions", "branch_stocked", "instances"):
+        assert name in h.sandboxes.to_dict() and isinstance(getattr(h.sandboxes, name), int), name
+    assert h.sandboxes.extra == {}
 
 
 def test_prewarm_and_pools(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-def]
@@ -36,17 +39,34 @@ def test_prewarm_and_pools(server, client: FaaSClient) -> None:  # type: ignore[
     assert p.language == "python"
     assert p.image == "host"
     assert p.pool.idle == 1
+    assert isinstance(p.pool.memory_mb, int) and p.pool.memory_mb > 0
+    assert p.pool.idle_memory_mb > 0
 
     pools = c.pools()
     assert len(pools.pools) == 1
     assert pools.pools[0].image == "host"
     assert pools.pools[0].idle == 1
     assert isinstance(pools.pools[0].in_use, int)
+    assert pools.pools[0].memory_mb == p.pool.memory_mb
+    assert isinstance(pools.pools[0].idle_memory_mb, (int, float))
+    assert pools.pools[0].extra == {} and pools.extra == {}
 
     r = c.execute(code='print("warm")', language="python", mode="cached")
     assert r.stdout == "warm\n"
     assert r.warm is True
     assert c.pools().pools[0].hits >= 1
+
+
+def test_prewarm_with_memory_mb(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-def]
+    k = client.keys.create(name="sdk-test-pools-mem")
+    c = server.client(api_key=k.key)
+    p = c.prewarm(language="python", count=1, memory_mb=256)
+    assert p.added == 1
+    assert p.pool.memory_mb == 256 and p.pool.idle == 1
+    r = c.execute(code='print("warm")', language="python", mode="cached", resources={"memory_mb": 256})
+    assert r.stdout == "warm\n" and r.warm is True
+    pool = [x for x in c.pools().pools if x.memory_mb == 256]
+    assert pool and pool[0].hits >= 1, pool
 
 
 def test_prewarm_bad_count(client: FaaSClient) -> None:
@@ -98,6 +118,8 @@ def test_usage(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-d
     assert empty.account == k.account
     assert empty.total.executions == 0
     assert empty.rows == []
+    assert empty.snapshots.gb_months == 0 and empty.snapshots.cost_micro_usd == 0
+    assert empty.extra == {}
 
     # A tenth of a second of CPU: billed CPU time is measured (in 10 ms ticks), so
     # a bare print may use none.
@@ -119,6 +141,8 @@ def test_usage(server, client: FaaSClient) -> None:  # type: ignore[no-untyped-d
     cur = c.usage.current()
     assert cur.account == k.account
     assert cur.usage.executions == 2
+    assert isinstance(cur.snapshots.cost_micro_usd, int) and isinstance(cur.snapshots.gb_months, (int, float))
+    assert cur.extra == {}
     assert cur.tier == "starter"
     assert cur.discount_percent == 0
     assert isinstance(cur.bill_micro_usd, int)

@@ -55,17 +55,10 @@ def test_limit_out_of_range(client: FaaSClient) -> None:
     assert "memory" in ei.value.message
 
 
-def test_persistent_mode_runs_in_a_new_instance(client: FaaSClient) -> None:
-    # The seed's form: execute in mode persistent creates an instance and runs
-    # the code there; an unknown instance_id is not found.
-    r = client.execute(code="print(1)", language="python", mode="persistent")
-    assert r.exit_code == 0 and r.stdout == "1\n" and r.mode == "persistent"
-    instance_id = r.extra.get("instance_id") if hasattr(r, "extra") else None
-    assert instance_id, r
-    client.instances.delete(instance_id)
-    with pytest.raises(FaaSError) as ei:
+def test_execute_in_an_unknown_instance_is_not_found(client: FaaSClient) -> None:
+    with pytest.raises(NotFoundError) as ei:
         client.execute(code="print(1)", mode="persistent", instance_id="i-0000000000000000")
-    assert ei.value.status == 404
+    assert ei.value.status == 404 and ei.value.code == "not_found"
 
 
 def test_unknown_execution_is_404(client: FaaSClient) -> None:

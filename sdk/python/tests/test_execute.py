@@ -115,6 +115,45 @@ def test_timeout(client: FaaSClient) -> None:
     assert r.duration_ms < 20_000
 
 
+def test_persistent_mode_creates_an_instance_that_keeps_running(client: FaaSClient) -> None:
+    r = client.execute(code="counter = 41\nprint(counter)", language="python", mode="persistent",
+                       resources={"memory_mb": 256})
+    assert r.instance_id, r
+    assert "instance_id" not in r.extra
+    try:
+        assert r.instance_id.startswith("i-")
+        assert r.status == "succeeded", r.stderr
+        assert r.stdout == "41\n"
+        assert r.mode == "persistent"
+        # The instance lives on, with the call's resources and its interpreter's state.
+        inst = client.instances.get(r.instance_id)
+        assert inst.running and inst.language == "python"
+        assert inst.resources.memory_mb == 256
+        again = client.instances.exec(r.instance_id, code="counter += 1; print(counter)")
+        assert again.stdout == "42\n", again.stderr
+        # execute with instance_id runs in that instance (whatever the mode says).
+        in_it = client.execute(code="print(counter)", instance_id=r.instance_id)
+        assert in_it.stdout == "42\n", in_it.stderr
+        assert in_it.instance_id == r.instance_id and in_it.mode == "persistent"
+        cmd = client.execute(command="echo from-sh", mode="persistent", instance_id=r.instance_id)
+        assert cmd.stdout == "from-sh\n" and cmd.instance_id == r.instance_id
+    finally:
+        client.instances.delete(r.instance_id)
+    # Other modes carry no instance_id.
+    assert client.execute(code="print(1)", language="python").instance_id is None
+
+
+def test_persistent_mode_without_code_answers_the_instance(client: FaaSClient) -> None:
+    r = client.execute(mode="persistent", language="python")
+    assert r.instance_id, r
+    try:
+        assert r.extra["id"] == r.instance_id
+        assert r.extra["state"] == "running"
+        assert r.execution_id == ""
+    finally:
+        client.instances.delete(r.instance_id)
+
+
 def test_get_execution(client: FaaSClient) -> None:
     r = client.execute(code='print("x")', language="python")
     e = client.get_execution(r.execution_id)

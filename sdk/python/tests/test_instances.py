@@ -16,6 +16,7 @@ from typing import Callable, Iterator, List
 import pytest
 
 from faas_sdk import (
+    DEFAULT_SYNC_EXCLUDE,
     ConflictError,
     Exposure,
     FaaSClient,
@@ -212,6 +213,24 @@ def test_sync_with_exclude(client: FaaSClient, shared: Instance, tmp_path: Path)
     assert "./src/pkg/deep/run.log" in found  # not excluded this time
     assert "./build/out/bin.o" in found
     assert "./node_modules" not in found and "./.git" not in found
+
+
+def test_default_sync_exclude(tmp_path: Path) -> None:
+    # The same default as the TypeScript SDK's DEFAULT_SYNC_EXCLUDE: these names
+    # at any depth, files or directories; a name that only starts alike is kept.
+    assert DEFAULT_SYNC_EXCLUDE == ("node_modules", ".git", "__pycache__")
+    for rel in ["app.py", "node_modules.txt", "pkg/.gitignore", "pkg/mod.py",
+                "node_modules/left/index.js", "pkg/node_modules/deep.js", ".git/HEAD",
+                "pkg/sub/.git", "__pycache__/app.pyc", "pkg/__pycache__/mod.pyc"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    data, files, _, skipped = build_sync_archive(tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = sorted(m.name for m in tar.getmembers())
+    assert names == ["app.py", "node_modules.txt", "pkg", "pkg/.gitignore", "pkg/mod.py", "pkg/sub"]
+    assert files == 4
+    assert sorted(skipped) == [".git", "__pycache__", "node_modules", "pkg/__pycache__", "pkg/node_modules",
+                               "pkg/sub/.git"]
 
 
 def test_build_sync_archive_offline(tmp_path: Path) -> None:

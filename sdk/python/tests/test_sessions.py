@@ -130,7 +130,9 @@ def test_sessions_list_get_delete(client: FaaSClient, cleanup: Cleanup) -> None:
     assert s.language == "python"
     assert s.executions == 2
     assert s.memory_mb > 0
+    assert s.memory_used_mb > 0
     assert s.created_at and s.last_used_at
+    assert s.extra == {}
 
     assert client.sessions.delete(sid) is None
     with pytest.raises(NotFoundError) as ei:

@@ -63,6 +63,13 @@ export interface ClientOptions {
   headers?: Record<string, string>;
 }
 
+/**
+ * What `instances.sync` leaves out unless `exclude` is given: these names at
+ * any depth, files or directories (a directory with all it holds). The same
+ * list as the Python SDK's.
+ */
+export const DEFAULT_SYNC_EXCLUDE: readonly string[] = Object.freeze(['node_modules', '.git', '__pycache__']);
+
 /** `usage()` is callable and has `usage.current()`. */
 export interface UsageApi {
   /** GET /api/v1/usage — the caller's account's usage over a range (default: this month so far). */
@@ -133,7 +140,8 @@ export interface InstancesApi {
   uploadArchive(instanceId: string, tar: Uint8Array, opts?: UploadArchiveOptions, options?: RequestOptions): Promise<ArchiveResult>;
   /**
    * POST …/sync?dest=: packs the local directory `localDir` into a tar archive
-   * (leaving out `exclude`; see `packDirectory`) and unpacks it under
+   * (leaving out `exclude`, default `DEFAULT_SYNC_EXCLUDE`: `node_modules`,
+   * `.git`, `__pycache__`; see `packDirectory`) and unpacks it under
    * `remoteDir`. With `delete: true` the remote directory is emptied first, so
    * it mirrors the local one.
    */
@@ -338,7 +346,7 @@ export class FaaSClient {
       sync: async (id, localDir, remoteDir = '/workspace', opts, o) => {
         const path = inst(id, '/sync');
         need('localDir', localDir);
-        const { tar, stats } = await packDirectory(localDir, { exclude: opts?.exclude ?? [] });
+        const { tar, stats } = await packDirectory(localDir, { exclude: [...(opts?.exclude ?? DEFAULT_SYNC_EXCLUDE)] });
         const answer = await http.call<ArchiveResult>('POST', path, {
           ...o,
           data: tar,
@@ -375,11 +383,14 @@ export class FaaSClient {
    * Runs code (or a command) once and waits for it to finish: POST /api/v1/execute.
    * A program that fails or times out is not an error: look at `status` and
    * `exitCode`. Rejects with a FaaSError when the server refuses the request
-   * (400 bad input, 401 bad key, 404 unknown session or snapshot, 501 planned
-   * mode, 503 busy after retries, …).
+   * (400 bad input, 401 bad key, 404 unknown session, snapshot or instance,
+   * 409 paused instance, 503 busy after retries, …).
    *
    * With `sessionId` (mode `checkpointed`) the code runs in a live session whose
    * globals persist; `checkpointAfter` then snapshots it (`result.snapshotId`).
+   * Mode `persistent` creates a new instance and runs the code in it
+   * (`result.instanceId`; it runs until `instances.delete`); `instanceId` runs
+   * the code in that existing instance.
    */
   execute(req: ExecuteRequest, options?: RequestOptions): Promise<ExecuteResult> {
     return this.http.call<ExecuteResult>('POST', '/api/v1/execute', { ...options, body: req });

@@ -9,7 +9,7 @@
  *
  * @packageDocumentation
  */
-export { FaaSClient } from './client.js';
+export { DEFAULT_SYNC_EXCLUDE, FaaSClient } from './client.js';
 export type { ClientOptions, InstancesApi, UsageApi } from './client.js';
 export { FaaSError, MergeConflictError } from './errors.js';
 export { ExecutionStream } from './stream.js';

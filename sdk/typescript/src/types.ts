@@ -7,10 +7,11 @@
 export type Language = 'python' | 'javascript' | 'typescript' | 'bash';
 
 /**
- * Execution modes. `ephemeral`, `cached`, `checkpointed` (a live session) and
- * `branched` (a session restored from a snapshot) are available for `execute`.
- * `persistent` is the mode of execs in an instance (`instances.exec`); `execute`
- * answers 501 to it.
+ * Execution modes: `ephemeral`, `cached`, `checkpointed` (a live session),
+ * `branched` (a session restored from a snapshot) and `persistent` (in an
+ * instance). `execute` with `persistent` creates a new instance and runs the
+ * code there (the result's `instanceId` names it; it runs until deleted); it is
+ * also the mode of `instances.exec`.
  */
 export type Mode = 'ephemeral' | 'cached' | 'checkpointed' | 'branched' | 'persistent';
 
@@ -55,6 +56,12 @@ export interface ExecuteRequest {
   /**
    * Default: `branched` with `parentSnapshot`/`branchFrom`; `checkpointed` with
    * `sessionId`, `snapshotId` or `checkpointAfter`; else `ephemeral`.
+   * `persistent` (without `instanceId`) creates a new instance with this
+   * request's `image`, `language` and `resources`, runs the code or command in
+   * it and answers with its id in `instanceId`; the instance keeps running (and
+   * is billed) until deleted with `instances.delete`. Without `code` and
+   * `command` the answer is the new `Instance` itself (HTTP 201), not an
+   * execution result.
    */
   mode?: Mode;
   /** Text given to the program's standard input (otherwise it reads /dev/null; not in sessions). */
@@ -83,7 +90,13 @@ export interface ExecuteRequest {
   parentSnapshot?: string;
   /** Same as `parentSnapshot`. */
   branchFrom?: string;
-  /** Not served by `execute` (501): run in an instance with `instances.exec`. */
+  /**
+   * Run in this existing instance (whatever `mode` says; the result's mode is
+   * `persistent`), as `instances.exec` does: `code` runs in its live
+   * interpreter, `command` by `sh -c`. `image`, `resources` and the session
+   * fields are ignored. 404 for an unknown instance, 409 when it is paused or
+   * stopped.
+   */
   instanceId?: string;
 }
 
@@ -130,6 +143,12 @@ export interface ExecuteResult {
   snapshotId?: string;
   /** Why `checkpointAfter` made no snapshot (the code's result still stands). */
   snapshotError?: string;
+  /**
+   * The instance an `execute` of mode `persistent` ran in: the one it created,
+   * or the request's `instanceId`. Absent for other modes (and in the results
+   * of `instances.exec`, whose instance the caller named).
+   */
+  instanceId?: string;
   usage: ExecutionUsage;
 }
 
@@ -157,12 +176,30 @@ export interface Health {
   version: string;
   runtime: { name: string; version?: string; ready: boolean; error?: string };
   database: { driver: string; ok: boolean; error?: string };
-  sandboxes: { live: number; stocked: number };
+  sandboxes: HealthSandboxes;
 }
 
-/** One warm pool of the caller's account. */
+/** Sandbox counts of a health report. */
+export interface HealthSandboxes {
+  /** Sandboxes running now (of every kind). */
+  live: number;
+  /** Pre-booted, never-used sandboxes in the stock. */
+  stocked: number;
+  /** Held by live sessions and branches. */
+  sessions: number;
+  /** Restored from snapshots ahead of demand (for branches). */
+  branchStocked: number;
+  /** Held by running instances. */
+  instances: number;
+}
+
+/** One warm pool of the caller's account: one per image and memory limit. */
 export interface Pool {
+  /** The pool's account; only in the answer of `prewarm`. */
+  account?: string;
   image: string;
+  /** The memory limit (MiB) of its sandboxes; cached executions asking for the same take them. */
+  memoryMb: number;
   idle: number;
   inUse: number;
   hits: number;
@@ -171,6 +208,8 @@ export interface Pool {
   retired: number;
   reaped: number;
   evicted: number;
+  /** What the idle sandboxes hold together, in MiB. */
+  idleMemoryMb: number;
 }
 
 /** Answer of `pools` (GET /api/v1/pools). */
@@ -202,6 +241,11 @@ export interface PrewarmRequest {
   count?: number;
   /** Default `host`. */
   image?: string;
+  /**
+   * Memory limit (MiB) of the sandboxes (default: the server's); cached
+   * executions with the same `resources.memoryMb` take them.
+   */
+  memoryMb?: number;
 }
 
 /** Answer of `prewarm`. */
@@ -275,7 +319,16 @@ export interface UsageReport {
   to: string;
   groupBy?: string;
   rows: UsageRow[];
+  /** Snapshot storage over the range (not in `rows`; `total` includes its cost). */
+  snapshots: SnapshotUsage;
   total: UsageRow;
+}
+
+/** Snapshot storage over a range: each snapshot's size for as long as it existed. */
+export interface SnapshotUsage {
+  gbMonths: number;
+  costMicroUsd: number;
+  costUsd: number;
 }
 
 /** The server's price list. */
@@ -294,7 +347,10 @@ export interface CurrentUsage {
   account: string;
   periodStart: string;
   periodEnd: string;
+  /** Executions and instances; its cost includes the snapshots'. */
   usage: UsageRow;
+  /** Snapshot storage this period. */
+  snapshots: SnapshotUsage;
   /** Volume tier: starter, growth, scale or enterprise. */
   tier: string;
   discountPercent: number;
@@ -594,7 +650,9 @@ export interface SyncOptions {
   /**
    * What to leave out: `node_modules`, `.git`, `*.log` (a name at any depth),
    * `build/cache` (a path from the top), `dist/` (directories only). See
-   * `PackOptions.exclude`.
+   * `PackOptions.exclude`. Default `DEFAULT_SYNC_EXCLUDE`: `node_modules`,
+   * `.git` and `__pycache__` at any depth (as the Python SDK); a list given
+   * replaces it (`[]` sends everything).
    */
   exclude?: string[];
   /** Empty the remote directory first, so that it mirrors the local one. */

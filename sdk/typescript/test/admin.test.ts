@@ -26,6 +26,9 @@ test('health needs no key', async () => {
   assert.equal(h.runtime.ready, true);
   assert.equal(h.database.ok, true);
   assert.equal(typeof h.sandboxes.live, 'number');
+  for (const k of ['live', 'stocked', 'sessions', 'branchStocked', 'instances'] as const) {
+    assert.equal(typeof h.sandboxes[k], 'number', `sandboxes.${k}: ${JSON.stringify(h.sandboxes)}`);
+  }
 });
 
 test('prewarm readies warm sandboxes that pools reports and cached mode uses', { timeout: 120_000 }, async () => {
@@ -46,18 +49,38 @@ test('prewarm readies warm sandboxes that pools reports and cached mode uses', {
   assert.equal(p.language, 'python');
   assert.equal(p.image, 'host');
   assert.equal(p.pool.idle, 1);
+  assert.equal(typeof p.pool.memoryMb, 'number');
+  assert.ok(p.pool.memoryMb > 0, JSON.stringify(p.pool));
+  assert.ok(p.pool.idleMemoryMb > 0, JSON.stringify(p.pool));
 
   const pools = await c.pools();
   assert.equal(pools.pools.length, 1);
   assert.equal(pools.pools[0]!.image, 'host');
   assert.equal(pools.pools[0]!.idle, 1);
   assert.equal(typeof pools.pools[0]!.inUse, 'number');
+  assert.equal(pools.pools[0]!.memoryMb, p.pool.memoryMb);
+  assert.equal(typeof pools.pools[0]!.idleMemoryMb, 'number');
 
   const r = await c.execute({ code: 'print("warm")', language: 'python', mode: 'cached' });
   assert.equal(r.stdout, 'warm\n');
   assert.equal(r.warm, true);
   const afterRun = await c.pools();
   assert.ok(afterRun.pools[0]!.hits >= 1, JSON.stringify(afterRun));
+});
+
+test('prewarm with memoryMb: a pool of that memory limit, which cached executions asking for it use', { timeout: 120_000 }, async () => {
+  const k = await client.keys.create({ name: 'sdk-test-pools-mem' });
+  const c = server.client({ apiKey: k.key! });
+  const p = await c.prewarm({ language: 'python', count: 1, memoryMb: 256 });
+  assert.equal(p.added, 1);
+  assert.equal(p.pool.memoryMb, 256);
+  assert.equal(p.pool.idle, 1);
+  const r = await c.execute({ code: 'print("warm")', language: 'python', mode: 'cached', resources: { memoryMb: 256 } });
+  assert.equal(r.stdout, 'warm\n');
+  assert.equal(r.warm, true);
+  const pools = await c.pools();
+  const pool = pools.pools.find((x) => x.memoryMb === 256);
+  assert.ok(pool && pool.hits >= 1, JSON.stringify(pools.pools));
 });
 
 test('prewarm with a bad count: 400', async () => {
@@ -107,6 +130,7 @@ test('usage: totals, grouping by mode, the current period', { timeout: 120_000 }
   assert.equal(empty.account, k.account);
   assert.equal(empty.total.executions, 0);
   assert.deepEqual(empty.rows, []);
+  assert.deepEqual(empty.snapshots, { gbMonths: 0, costMicroUsd: 0, costUsd: 0 });
 
   // A tenth of a second of CPU: billed CPU time is measured (in 10 ms ticks), so a
   // bare print may use none.
@@ -127,6 +151,8 @@ test('usage: totals, grouping by mode, the current period', { timeout: 120_000 }
   const cur = await c.usage.current();
   assert.equal(cur.account, k.account);
   assert.equal(cur.usage.executions, 2);
+  assert.equal(typeof cur.snapshots.gbMonths, 'number');
+  assert.equal(typeof cur.snapshots.costMicroUsd, 'number');
   assert.equal(cur.tier, 'starter');
   assert.equal(cur.discountPercent, 0);
   assert.equal(typeof cur.billMicroUsd, 'number');

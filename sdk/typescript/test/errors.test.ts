@@ -66,13 +66,10 @@ test('a limit out of range: 400', async () => {
   assert.match(e.message, /memory/);
 });
 
-test('persistent mode: runs in a new instance (the seed\'s form)', async () => {
-  const r = await client.execute({ code: 'print(1)', language: 'python', mode: 'persistent' });
-  assert.equal(r.exitCode, 0);
-  assert.equal(r.stdout, '1\n');
-  const instanceId = (r as unknown as Record<string, unknown>).instanceId as string;
-  assert.ok(instanceId, JSON.stringify(r));
-  await client.instances.delete(instanceId);
+test('execute in an unknown instance: 404', async () => {
+  const e = await refusal(client.execute({ code: 'print(1)', mode: 'persistent', instanceId: 'i-0000000000000000' }));
+  assert.equal(e.status, 404, e.message);
+  assert.equal(e.code, 'not_found');
 });
 
 test('branched mode without a snapshot or branch: 400', async () => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import type { ExecuteRequest, FaaSClient, Language, Mode } from '@faas/sdk';
+import type { ExecuteRequest, FaaSClient, Instance, Language, Mode } from '@faas/sdk';
 
 import { startServer, type TestServer } from './server.js';
 
@@ -138,6 +138,56 @@ test('timeoutMs stops the program: status timeout', { timeout: 60_000 }, async (
   assert.equal(r.timedOut, true);
   assert.ok(r.error && r.error.length > 0, 'a timeout carries an error message');
   assert.ok(r.durationMs < 20_000, `took ${r.durationMs} ms`);
+});
+
+test('persistent mode: a new instance runs the code, and keeps running until deleted', { timeout: 120_000 }, async () => {
+  const r = await client.execute({
+    code: 'counter = 41\nprint(counter)',
+    language: 'python',
+    mode: 'persistent',
+    resources: { memoryMb: 256 },
+  });
+  const id = r.instanceId;
+  assert.ok(id, JSON.stringify(r));
+  try {
+    assert.match(id, /^i-[0-9a-f]+$/);
+    assert.equal(r.status, 'succeeded', r.stderr);
+    assert.equal(r.stdout, '41\n');
+    assert.equal(r.mode, 'persistent');
+    // The instance lives on, with the request's resources and its interpreter's state.
+    const inst = await client.instances.get(id);
+    assert.equal(inst.state, 'running');
+    assert.equal(inst.language, 'python');
+    assert.equal(inst.resources.memoryMb, 256);
+    const again = await client.instances.exec(id, { code: 'counter += 1; print(counter)' });
+    assert.equal(again.stdout, '42\n', again.stderr);
+    // execute with instanceId runs in that instance (whatever the mode says).
+    const inIt = await client.execute({ code: 'print(counter)', instanceId: id });
+    assert.equal(inIt.stdout, '42\n', inIt.stderr);
+    assert.equal(inIt.instanceId, id);
+    assert.equal(inIt.mode, 'persistent');
+    const cmd = await client.execute({ command: 'echo from-sh', mode: 'persistent', instanceId: id });
+    assert.equal(cmd.stdout, 'from-sh\n');
+    assert.equal(cmd.instanceId, id);
+  } finally {
+    await client.instances.delete(id);
+  }
+  // Other modes carry no instanceId.
+  const plain = await client.execute({ code: 'print(1)', language: 'python' });
+  assert.equal(plain.instanceId, undefined);
+});
+
+test('persistent mode without code: the answer is the new instance', { timeout: 120_000 }, async () => {
+  const answer = await client.execute({ mode: 'persistent', language: 'python' });
+  const inst = answer as unknown as Instance;
+  assert.ok(answer.instanceId, JSON.stringify(answer));
+  try {
+    assert.equal(inst.id, answer.instanceId);
+    assert.equal(inst.state, 'running');
+    assert.equal(answer.executionId, undefined);
+  } finally {
+    await client.instances.delete(answer.instanceId!);
+  }
 });
 
 test('getExecution returns the stored record', { timeout: 60_000 }, async () => {

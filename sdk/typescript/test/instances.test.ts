@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { createTar, FaaSError, type FaaSClient, type Instance } from '@faas/sdk';
+import { createTar, DEFAULT_SYNC_EXCLUDE, FaaSError, type FaaSClient, type Instance } from '@faas/sdk';
 
-import { startServer, type TestServer } from './server.js';
+import { repoRoot, startServer, type TestServer } from './server.js';
 
 let server: TestServer;
 let client: FaaSClient;
@@ -237,6 +237,60 @@ test('sync: a local directory, with exclude, then mirrored with delete', { timeo
       assert.equal(text(await client.instances.download(inst.id, '/workspace/top.txt')), 'top');
     } finally {
       rmSync(d2, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sync leaves out node_modules, .git and __pycache__ by default (as the Python SDK); exclude [] sends all', { timeout: 120_000 }, async () => {
+  assert.deepEqual([...DEFAULT_SYNC_EXCLUDE], ['node_modules', '.git', '__pycache__']);
+  // The same list as the Python SDK's DEFAULT_SYNC_EXCLUDE.
+  const py = readFileSync(join(repoRoot(), 'sdk/python/faas_sdk/client.py'), 'utf8');
+  const m = /^DEFAULT_SYNC_EXCLUDE: Tuple\[str, \.\.\.\] = \(([^)]*)\)$/m.exec(py);
+  assert.ok(m, 'DEFAULT_SYNC_EXCLUDE in the Python SDK');
+  assert.deepEqual([...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]), [...DEFAULT_SYNC_EXCLUDE]);
+  const dir = mkdtempSync(join(tmpdir(), 'faas-sync-default-'));
+  try {
+    const kept: Record<string, string> = {
+      'app.py': 'print("app")\n',
+      'pkg/mod.py': 'Y = 2\n',
+      'node_modules.txt': 'a name that only starts like one',
+      'pkg/.gitignore': '*.pyc\n',
+    };
+    const left: Record<string, string> = {
+      'node_modules/left/index.js': 'x',
+      'pkg/node_modules/deep.js': 'x',
+      '.git/HEAD': 'ref: refs/heads/main',
+      'pkg/sub/.git': 'gitdir: ../../.git/modules/sub', // a submodule's .git file
+      '__pycache__/app.cpython-311.pyc': 'x',
+      'pkg/__pycache__/mod.cpython-311.pyc': 'x',
+    };
+    for (const [p, c] of Object.entries({ ...kept, ...left })) {
+      mkdirSync(join(dir, p, '..'), { recursive: true });
+      writeFileSync(join(dir, p), c);
+    }
+    const r = await client.instances.sync(inst.id, dir, '/workspace/defexcl');
+    assert.equal(r.files, Object.keys(kept).length);
+    for (const [p, c] of Object.entries(kept)) {
+      assert.equal(text(await client.instances.download(inst.id, `/workspace/defexcl/${p}`)), c, p);
+    }
+    for (const p of Object.keys(left)) {
+      const e = await refusal(client.instances.download(inst.id, `/workspace/defexcl/${p}`));
+      assert.equal(e.status, 404, `${p} is left out by default: ${e.message}`);
+    }
+    // Not even the excluded directories are created.
+    const found = await client.instances.exec(inst.id, {
+      command: 'find . \\( -name node_modules -o -name .git -o -name __pycache__ \\) -print; test -d pkg/sub && echo sub',
+      workingDir: '/workspace/defexcl',
+    });
+    assert.equal(found.stdout, 'sub\n', found.stderr);
+
+    // An exclude list replaces the default; [] sends everything.
+    const all = await client.instances.sync(inst.id, dir, '/workspace/defexcl-all', { exclude: [] });
+    assert.equal(all.files, Object.keys(kept).length + Object.keys(left).length);
+    for (const [p, c] of Object.entries(left)) {
+      assert.equal(text(await client.instances.download(inst.id, `/workspace/defexcl-all/${p}`)), c, p);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
