@@ -67,6 +67,21 @@ func TestInstanceLifecycle(t *testing.T) {
 	if out := instExec(t, s, id, map[string]any{"code": "counter += 1\nprint(counter)"}); str(out["stdout"]) != "2\n" || out["mode"] != "persistent" {
 		t.Fatalf("code state: %v", out)
 	}
+	// Code of another language runs in an interpreter of its own, beside the
+	// instance's.
+	instExec(t, s, id, map[string]any{"code": "globalThis.js = 40", "language": "javascript"})
+	if out := instExec(t, s, id, map[string]any{"code": "console.log(js + 2)", "language": "javascript"}); str(out["stdout"]) != "42\n" {
+		t.Errorf("javascript in a python instance: %v", out)
+	}
+	if out := instExec(t, s, id, map[string]any{"code": "print(counter)"}); str(out["stdout"]) != "2\n" {
+		t.Errorf("python after javascript: %v", out)
+	}
+	for _, got := range []map[string]any{inst, mustCall(t, s, http.StatusOK, "GET", "/api/v1/instances/"+id, nil)} {
+		created, err := time.Parse(time.RFC3339Nano, str(got["created_at"]))
+		if err != nil || time.Since(created) > time.Minute || time.Since(created) < 0 {
+			t.Errorf("created_at %v (%v)", got["created_at"], err)
+		}
+	}
 	// A process left running in the background, counting.
 	instExec(t, s, id, map[string]any{"command": "nohup sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' >/dev/null 2>&1 &"})
 	time.Sleep(500 * time.Millisecond)
