@@ -7,9 +7,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -343,23 +345,84 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		}
 		mode = v
 	}
-	body := http.MaxBytesReader(w, r.Body, maxUploadBytes)
-	data, err := io.ReadAll(body)
-	if err != nil {
-		s.writeError(w, r, newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("files are limited to %d bytes", maxUploadBytes)))
+	if r.ContentLength > maxUploadBytes {
+		s.writeError(w, r, uploadTooLarge())
 		return
 	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	_ = tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Now(), Uid: engine.UserUID, Gid: engine.UserGID})
-	_, _ = tw.Write(data)
-	_ = tw.Close()
-	n, err := s.engine.UploadArchive(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), "/", &tb, false)
+	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, maxUploadBytes)}
+	size := r.ContentLength
+	var src io.Reader = body
+	if size < 0 {
+		// No length given (chunked): the file goes to disk first, to learn it,
+		// never whole into memory.
+		f, err := os.CreateTemp("", "faas-upload-*")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		if size, err = io.Copy(f, body); err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			s.writeError(w, r, body.explain(err))
+			return
+		}
+		src = f
+	}
+	// The file is streamed into the instance as a one-entry tar archive, as it
+	// arrives: the server holds a few buffers of it, not the file.
+	pr, pw := io.Pipe()
+	var copyErr error
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		tw := tar.NewWriter(pw)
+		copyErr = tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: mode, Size: size, Typeflag: tar.TypeReg, ModTime: time.Now(), Uid: engine.UserUID, Gid: engine.UserGID})
+		if copyErr == nil {
+			_, copyErr = io.CopyN(tw, src, size)
+		}
+		if copyErr == nil {
+			copyErr = tw.Close()
+		}
+		pw.CloseWithError(copyErr)
+	}()
+	n, err := s.engine.UploadArchive(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), "/", pr, false)
+	pr.CloseWithError(errUploadEnded)
+	<-copied
+	if copyErr != nil && !errors.Is(copyErr, errUploadEnded) {
+		err = body.explain(copyErr) // the client's body, not the archive, failed
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"path": p, "size": len(data), "entries": n})
+	writeJSON(w, http.StatusCreated, map[string]any{"path": p, "size": size, "entries": n})
+}
+
+// errUploadEnded stops the copy of an upload whose unpacking has ended.
+var errUploadEnded = errors.New("upload ended")
+
+func uploadTooLarge() error {
+	return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("files are limited to %d bytes", maxUploadBytes))
+}
+
+// uploadBody is a request body being uploaded; explain turns an error reading it
+// into the client's error.
+type uploadBody struct{ r io.Reader }
+
+func (b *uploadBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *uploadBody) explain(err error) error {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return uploadTooLarge()
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(http.StatusBadRequest, "invalid_request", "the body ended before its Content-Length")
+	}
+	return newError(http.StatusBadRequest, "invalid_request", "reading the body: "+err.Error())
 }
 
 func isRoot(p string) bool {

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,6 +68,21 @@ func TestInstanceLifecycle(t *testing.T) {
 	instExec(t, s, id, map[string]any{"code": "counter = 1"})
 	if out := instExec(t, s, id, map[string]any{"code": "counter += 1\nprint(counter)"}); str(out["stdout"]) != "2\n" || out["mode"] != "persistent" {
 		t.Fatalf("code state: %v", out)
+	}
+	// Code of another language runs in an interpreter of its own, beside the
+	// instance's.
+	instExec(t, s, id, map[string]any{"code": "globalThis.js = 40", "language": "javascript"})
+	if out := instExec(t, s, id, map[string]any{"code": "console.log(js + 2)", "language": "javascript"}); str(out["stdout"]) != "42\n" {
+		t.Errorf("javascript in a python instance: %v", out)
+	}
+	if out := instExec(t, s, id, map[string]any{"code": "print(counter)"}); str(out["stdout"]) != "2\n" {
+		t.Errorf("python after javascript: %v", out)
+	}
+	for _, got := range []map[string]any{inst, mustCall(t, s, http.StatusOK, "GET", "/api/v1/instances/"+id, nil)} {
+		created, err := time.Parse(time.RFC3339Nano, str(got["created_at"]))
+		if err != nil || time.Since(created) > time.Minute || time.Since(created) < 0 {
+			t.Errorf("created_at %v (%v)", got["created_at"], err)
+		}
 	}
 	// A process left running in the background, counting.
 	instExec(t, s, id, map[string]any{"command": "nohup sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' >/dev/null 2>&1 &"})
@@ -491,4 +508,92 @@ func TestInstanceIdleTTL(t *testing.T) {
 		t.Errorf("no persistent usage: %v", usage["rows"])
 	}
 	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/instances/"+id, nil)
+}
+
+// TestInstanceUploads: a file upload streams into the instance (the server holds
+// buffers of it, never the file: nor for an instance that does not exist), with
+// or without a length; one that fails (the body ends early, the disk fills)
+// leaves nothing behind; a sync that replaces /tmp, a mount point, empties it.
+func TestInstanceUploads(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	id := str(mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"language": "python", "memory_mb": 1024, "disk_mb": 256})["id"])
+	hwm := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				return kb << 10
+			}
+		}
+		t.Fatal("no VmHWM")
+		return 0
+	}
+	put := func(instance, path string, body io.Reader, length int64) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("PUT", s.URL+"/api/v1/instances/"+instance+"/files?path="+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = length // -1: chunked
+		req.Header.Set("Authorization", "Bearer "+s.Key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error() // the server may answer and close before the body is sent
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	before := hwm()
+	const size = 200 << 20
+	if status, b := put(id, "/workspace/big", io.LimitReader(zeros{}, size), size); status != http.StatusCreated {
+		t.Fatalf("200 MB upload: %d %s", status, b)
+	}
+	if status, b := put("i-doesnotexist", "/workspace/big", io.LimitReader(zeros{}, 900<<20), 900<<20); status != http.StatusNotFound && status != 0 {
+		t.Errorf("900 MB upload to no instance: %d %s", status, b)
+	}
+	if grew := hwm() - before; grew > 64<<20 {
+		t.Errorf("the server's memory peak grew by %d MB over uploads of 200 and 900 MB", grew>>20)
+	}
+	if out := instExec(t, s, id, map[string]any{"command": "stat -c '%s %U' /workspace/big; rm /workspace/big"}); str(out["stdout"]) != fmt.Sprintf("%d user\n", size) {
+		t.Errorf("the uploaded file: %v", out)
+	}
+	if status, b := put(id, "/workspace/chunked", strings.NewReader("no length given"), -1); status != http.StatusCreated {
+		t.Errorf("chunked upload: %d %s", status, b)
+	}
+	// A body that ends before its length (sent by hand: Go's client will not).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PUT /api/v1/instances/%s/files?path=/workspace/short HTTP/1.1\r\nHost: faas\r\nAuthorization: Bearer %s\r\nContent-Length: 5000\r\n\r\n%s", id, s.Key, strings.Repeat("x", 1000))
+	_ = conn.(*net.TCPConn).CloseWrite()
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a body shorter than its length: %v %v", resp, err)
+	}
+	conn.Close()
+	if status, b := put(id, "/workspace/huge", io.LimitReader(zeros{}, 300<<20), 300<<20); status != http.StatusBadRequest || !strings.Contains(b, "no space left") {
+		t.Errorf("300 MB into a 256 MB disk: %d %s", status, b)
+	}
+	if out := instExec(t, s, id, map[string]any{"command": "ls /workspace; cat /workspace/chunked"}); str(out["stdout"]) != "chunked\nno length given" {
+		t.Errorf("after the failed uploads: %q", out["stdout"])
+	}
+	instExec(t, s, id, map[string]any{"command": "touch /tmp/old"})
+	if status, b, _ := s.Do(context.Background(), "POST", "/api/v1/instances/"+id+"/sync?dest=/tmp&delete=true", makeTar(t, "new.txt", "new")); status != http.StatusOK {
+		t.Fatalf("sync replacing /tmp: %d %s", status, b)
+	}
+	if out := instExec(t, s, id, map[string]any{"command": "ls /tmp; cat /tmp/new.txt"}); str(out["stdout"]) != "new.txt\nnew" {
+		t.Errorf("/tmp after the sync: %q", out["stdout"])
+	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -256,6 +256,38 @@ func TestSessionTimeout(t *testing.T) {
 	}
 }
 
+// TestBranchStockMakesRoom: sandboxes restored ahead of demand for branches are
+// idle and make room at the sandbox cap, as warm ones do: requests are not
+// refused for them.
+func TestBranchStockMakesRoom(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_MAX_SANDBOXES=3", "FAAS_STOCK=0", "FAAS_BRANCH_STOCK=2"}})
+	runIn(t, s, map[string]any{"session_id": "full", "code": "x = 1", "checkpoint_after": true})
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/sessions/full", nil)
+	stocked := func() int {
+		sandboxes, _ := mustCall(t, s, http.StatusOK, "GET", "/health", nil)["sandboxes"].(map[string]any)
+		n, _ := sandboxes["branch_stocked"].(float64)
+		return int(n)
+	}
+	for i := 0; stocked() < 2; i++ {
+		if i == 300 {
+			t.Fatalf("the snapshot was never restored ahead of demand twice: %v", mustCall(t, s, http.StatusOK, "GET", "/health", nil))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"code": "import time\ntime.sleep(2)\nprint(1)"})
+			if status != http.StatusOK || out["stdout"] != "1\n" {
+				t.Errorf("request %d at the cap with 2 sandboxes restored ahead of demand: %d %v", i, status, out)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // TestSnapshotErrors covers bad input and broken images.
 func TestSnapshotErrors(t *testing.T) {
 	// No restores ahead of demand: each restore here must read the image.

@@ -103,6 +103,28 @@ func (bs *branchStock) drop(id string) {
 	}
 }
 
+// evictOldest takes out of the stock (for the caller to destroy) the sandbox
+// restored first of the snapshot used least recently, or returns nil: a request
+// at the sandbox cap makes room with it, as with idle warm sandboxes. The
+// snapshot keeps one fewer from then on, until its next demand.
+func (bs *branchStock) evictOldest() *box {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	var from *stocked
+	for _, st := range bs.snaps {
+		if len(st.ready) > 0 && (from == nil || st.used.Before(from.used)) {
+			from = st
+		}
+	}
+	if from == nil {
+		return nil
+	}
+	b := from.ready[0]
+	from.ready = from.ready[1:]
+	from.want = max(0, from.want-1)
+	return b
+}
+
 // held counts the sandboxes in stock.
 func (bs *branchStock) held() int {
 	bs.mu.Lock()

@@ -602,7 +602,7 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 		er.Zygote, er.Code = zygoteLanguage(req.Language), argv[len(argv)-1] // typescript: compiled
 	}
 	if req.kernel != "" {
-		er.Session, er.Language, er.Code, er.Argv, er.Stdin = "main", req.kernel, req.kernelCode, nil, false
+		er.Session, er.Language, er.Code, er.Argv, er.Stdin = cmp.Or(req.kernelSession, "main"), req.kernel, req.kernelCode, nil, false
 	}
 	er.KeepBackground = req.keepBackground
 	// In a sandbox that serves one execution after another (cached, or a

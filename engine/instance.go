@@ -135,6 +135,8 @@ func (e *Engine) CreateInstance(ctx context.Context, r InstanceRequest) (Instanc
 	rec := store.Instance{ID: newInstanceID(), Account: r.Account, KeyID: r.KeyID, Name: r.Name, Image: req.Image, Language: req.Language,
 		MemoryMB: int64(req.MemoryMB), CPUMilli: int64(req.CPUCores*1000 + 0.5), DiskMB: int64(r.DiskMB), EnableSSH: r.EnableSSH,
 		State: store.InstanceRunning, IdleTTL: r.IdleTTL, Exposures: "[]"}
+	rec.CreatedAt = time.Now().UTC().Truncate(time.Microsecond) // as the store keeps it
+	rec.UpdatedAt = rec.CreatedAt
 	var snap *store.Snapshot
 	if r.SnapshotID != "" {
 		sn, err := e.store.GetSnapshot(ctx, r.Account, r.SnapshotID)
@@ -321,6 +323,11 @@ func (e *Engine) ExecInstance(ctx context.Context, account, id string, x Instanc
 			}
 		} else {
 			req.kernel, req.kernelCode = kernel, req.Code
+			// The instance's own language runs in its main interpreter; another
+			// gets an interpreter of its own, kept as long as the instance.
+			if kernel != sessionLanguages[in.rec.Language] {
+				req.kernelSession = "main-" + kernel
+			}
 			if req.Language == "typescript" {
 				if req.kernelCode, err = compileTypeScript(req.Code); err != nil {
 					return nil, err

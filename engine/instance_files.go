@@ -37,20 +37,26 @@ func (e *Engine) UploadArchive(ctx context.Context, account, id, dest string, r 
 	}
 	defer release()
 	if replace {
-		if err := e.rootExec(ctx, b, []string{agentPath, "remove", "--root", "/", dest}, nil, io.Discard); err != nil {
+		if err := e.rootExec(ctx, b, []string{agentPath, "remove", "--root", "/", "--contents", dest}, nil, io.Discard); err != nil {
 			return 0, fmt.Errorf("emptying %s: %w", dest, err)
 		}
 	}
 	pr, pw := io.Pipe()
 	var checkErr error
+	checked := make(chan struct{})
 	go func() {
+		defer close(checked)
 		checkErr = rebase(r, pw, dest)
 		pw.CloseWithError(checkErr)
 	}()
 	var out strings.Builder
 	err = e.rootExec(ctx, b, []string{agentPath, "unpack", "--uid", fmt.Sprint(UserUID), "--gid", fmt.Sprint(UserGID),
 		"--max-bytes", fmt.Sprint(int64(1) << 30), "--max-entries", "100000", "/"}, pr, &out)
-	pr.CloseWithError(errors.New("unpack ended"))
+	pr.CloseWithError(errUnpackEnded)
+	<-checked
+	if errors.Is(checkErr, errUnpackEnded) {
+		checkErr = nil // the unpacker stopped reading: its error says why
+	}
 	if checkErr != nil {
 		return 0, invalid("archive rejected: " + checkErr.Error())
 	}
@@ -61,6 +67,9 @@ func (e *Engine) UploadArchive(ctx context.Context, account, id, dest string, r 
 	fmt.Sscan(out.String(), &n)
 	return n, nil
 }
+
+// errUnpackEnded ends the copy into an unpacker that has stopped reading.
+var errUnpackEnded = errors.New("unpack ended")
 
 // rebase copies a tar stream, moving every entry under dest and refusing names
 // that are absolute or climb with "..", and entry types the agent would refuse.

@@ -59,6 +59,8 @@ type Request struct {
 	// kernel and kernelCode are set by the engine for a run in a session: the
 	// agent's kernel and the code it runs (TypeScript compiled).
 	kernel, kernelCode string
+	// kernelSession names the agent's session the kernel runs in ("": main).
+	kernelSession string
 	// keepBackground lets background processes outlive the execution (instances).
 	keepBackground bool
 	// fanOut marks one branch of a Branch request, which refills the branch stock

@@ -427,6 +427,9 @@ func (e *Engine) countBoot(ctx context.Context, who booter) error {
 		if b == nil {
 			b = e.stock.evictOldest() // of another image, or it would have been taken
 		}
+		if b == nil {
+			b = e.branches.evictOldest()
+		}
 		if b != nil {
 			_ = b.Destroy(ctx)
 		}

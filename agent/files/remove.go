@@ -60,6 +60,52 @@ func Remove(root string, paths []string) error {
 	return nil
 }
 
+// RemoveContents empties the directory dir, below root, of everything in it,
+// keeping dir itself (which may be a mount point, as /tmp is), without following
+// symlinks on the way to it or below it.
+func RemoveContents(root, dir string) error {
+	if !filepath.IsAbs(root) || !filepath.IsAbs(dir) {
+		return fmt.Errorf("emptying %q: %w: not absolute", dir, ErrUnsafePath)
+	}
+	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(dir))
+	if err == nil {
+		rel, err = relative(rel)
+	}
+	if err != nil || rel == "." {
+		return fmt.Errorf("emptying %q: %w: not below %s", dir, ErrUnsafePath, root)
+	}
+	b, err := openBeneath(filepath.Clean(root))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	parent, name, err := b.openParent(rel, nil)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("emptying %q: %w", dir, err)
+	}
+	fd, err := openDir(parent, name, dir, nil)
+	unix.Close(parent)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("emptying %q: %w", dir, err)
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n, filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // removeAt removes name, inside the directory open as parent, with everything below
 // it, without following symlinks; path is for messages.
 func removeAt(parent int, name, path string) error {

@@ -250,20 +250,25 @@ func (t target) writeFile(content io.Reader, uid, gid int, mode uint32, mtime ti
 		return fmt.Errorf("creating %s: %w", t.path, err)
 	}
 	f := os.NewFile(uintptr(fd), t.path)
-	if _, err := io.Copy(f, content); err != nil {
+	// A file not written whole is not left behind (root's, half full, and
+	// perhaps filling the disk).
+	failed := func(format string, err error) error {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", t.path, err)
+		_ = unix.Unlinkat(t.parent, t.name, 0)
+		return fmt.Errorf(format, t.path, err)
+	}
+	if _, err := io.Copy(f, content); err != nil {
+		return failed("writing %s: %w", err)
 	}
 	// chown before chmod: chown clears setuid and setgid.
 	if err := unix.Fchown(fd, uid, gid); err != nil {
-		f.Close()
-		return fmt.Errorf("chown %s: %w", t.path, err)
+		return failed("chown %s: %w", err)
 	}
 	if err := unix.Fchmod(fd, mode); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod %s: %w", t.path, err)
+		return failed("chmod %s: %w", err)
 	}
 	if err := f.Close(); err != nil {
+		_ = unix.Unlinkat(t.parent, t.name, 0)
 		return fmt.Errorf("writing %s: %w", t.path, err)
 	}
 	return t.setTime(mtime)

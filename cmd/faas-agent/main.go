@@ -31,8 +31,9 @@ const usage = `usage:
   faas-agent unpack [--max-bytes N] [--max-entries N] [--uid N --gid N | --keep-owner] DEST
       extract a tar stream from stdin under DEST (owned by uid:gid, default 0:0,
       or as in the archive with --keep-owner) and print the number of entries written
-  faas-agent remove [--root DIR] PATH...
-      delete the PATHs (recursively) below DIR, default /
+  faas-agent remove [--root DIR] [--contents] PATH...
+      delete the PATHs (recursively) below DIR, default /; with --contents,
+      what is in the directories PATH, keeping them
 `
 
 func main() {
@@ -180,8 +181,17 @@ func unpack(fs *flag.FlagSet, args []string, stdin io.Reader, stdout io.Writer) 
 
 func remove(fs *flag.FlagSet, args []string, _ io.Reader, _ io.Writer) error {
 	root := fs.String("root", "/", "directory the paths must be below")
+	contents := fs.Bool("contents", false, "empty the directories PATH, keeping them")
 	if err := parse(fs, args, 1, -1); err != nil {
 		return err
+	}
+	if *contents {
+		for _, dir := range fs.Args() {
+			if err := files.RemoveContents(*root, dir); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return files.Remove(*root, fs.Args())
 }
