@@ -36,3 +36,14 @@ func FuzzDecodeExecute(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeFraction: a fraction where a whole number goes is named as such.
+func TestDecodeFraction(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/prewarm", bytes.NewReader([]byte(`{"count": 1.5}`)))
+	var body PrewarmRequest
+	err := decodeJSON(r, &body)
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || ae.msg != `field "count" must be a whole number` {
+		t.Errorf("count 1.5: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,6 +124,9 @@ func decodeJSON(r *http.Request, v any) error {
 			return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
 		case errors.As(err, &te) && te.Field == "":
 			return newError(http.StatusBadRequest, "invalid_json", "request body must be a JSON object")
+		case errors.As(err, &te) && strings.HasPrefix(te.Value, "number") && jsonType(te.Type.Kind().String()) == "number":
+			// A fraction (or a number out of range) where a whole number goes.
+			return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must be a whole number", te.Field))
 		case errors.As(err, &te):
 			return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must be of type %s, not %s", te.Field, jsonType(te.Type.Kind().String()), te.Value))
 		}
@@ -223,7 +227,27 @@ func (b *ExecuteRequest) toEngine(p Principal) (engine.Request, error) {
 		}
 		req.CPUCores = f
 	}
+	// What the request makes or uses beyond an execution needs the key's scope
+	// for it, as the endpoints made for it do.
+	for _, need := range []struct {
+		scope string
+		why   bool
+		what  string
+	}{
+		{ScopeInstances, isPersistent(req), "an execution in an instance (mode persistent or instance_id)"},
+		{ScopeSnapshots, req.CheckpointAfter || req.SnapshotID != "" || req.ParentSnapshot != "" ||
+			strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModeBranched), "an execution that makes or restores a snapshot"},
+	} {
+		if need.why && !p.Can(need.scope) {
+			return req, newError(http.StatusForbidden, "forbidden", need.what+" needs the "+need.scope+" scope, which this API key lacks")
+		}
+	}
 	return req, nil
+}
+
+// isPersistent reports whether an execute request runs in an instance.
+func isPersistent(req engine.Request) bool {
+	return strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModePersistent) || req.InstanceID != ""
 }
 
 // ExecuteResponse is the body of a finished execution.
@@ -283,7 +307,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModePersistent) || req.InstanceID != "" {
+	if isPersistent(req) {
 		s.executePersistent(w, r, body, req)
 		return
 	}
@@ -319,6 +343,13 @@ func (s *Server) executePersistent(w http.ResponseWriter, r *http.Request, body 
 	}
 	res, err := s.engine.ExecInstance(r.Context(), p.Account, id, instanceExec(body, req))
 	if err != nil {
+		if req.InstanceID == "" {
+			// The instance made for this run is not left behind, unnamed to the
+			// client, when the run is refused.
+			if derr := s.engine.DeleteInstance(context.WithoutCancel(r.Context()), p.Account, id); derr != nil {
+				s.log.Warn("deleting the instance of a refused run", "instance", id, "err", derr)
+			}
+		}
 		s.writeError(w, r, err)
 		return
 	}

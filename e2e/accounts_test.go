@@ -399,3 +399,33 @@ del x
 		}
 	})
 }
+
+// TestExecuteScopes: what an execute request makes or uses beyond an execution
+// needs the key's scope for it, as the endpoints made for it do: an instance
+// (instances), a snapshot (snapshots). A run refused in the instance made for it
+// leaves no instance behind.
+func TestExecuteScopes(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	ctx := context.Background()
+	executeOnly := s.NewKey(ctx, "execute")
+	for _, body := range []string{
+		`{"code": "print(1)", "mode": "persistent"}`,
+		`{"code": "print(1)", "instance_id": "i-0123456789abcdef"}`,
+		`{"code": "x = 1", "session_id": "s", "checkpoint_after": true}`,
+		`{"code": "print(1)", "snapshot_id": "snap_0123"}`,
+		`{"code": "print(1)", "mode": "branched", "parent_snapshot": "snap_0123"}`,
+	} {
+		if status, b, _ := s.DoWithKey(ctx, executeOnly, "POST", "/api/v1/execute", []byte(body)); status != http.StatusForbidden || !strings.Contains(string(b), "scope") {
+			t.Errorf("%s with an execute-only key: %d %s", body, status, b)
+		}
+	}
+	if status, b, _ := s.DoWithKey(ctx, executeOnly, "POST", "/api/v1/execute", []byte(`{"code": "print(1)", "session_id": "s"}`)); status != http.StatusOK {
+		t.Errorf("a session with an execute-only key: %d %s", status, b)
+	}
+	if status, b, _ := s.Do(ctx, "POST", "/api/v1/execute", []byte(`{"code": "print(1)", "mode": "persistent", "timeout_ms": 999999999}`)); status != http.StatusBadRequest {
+		t.Errorf("a refused run in a new instance: %d %s", status, b)
+	}
+	if status, b, _ := s.Do(ctx, "GET", "/api/v1/instances", nil); status != http.StatusOK || strings.Contains(string(b), `"i-`) {
+		t.Errorf("instances after the refused run: %d %s", status, b)
+	}
+}
