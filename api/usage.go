@@ -112,7 +112,16 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 		total.MemoryMBMS += row.MemoryMBMS
 		total.CostMicroUSD += row.CostMicroUSD
 	}
-	if resp.Snapshots, err = s.snapshotUsage(r, acct, from, to); err != nil {
+	// Snapshot storage is billed for the time it has been kept: up to now, not
+	// to a to in the future.
+	kept := to
+	if kept.After(now) {
+		kept = now
+	}
+	if !kept.After(from) {
+		kept = from // a range all in the future: nothing kept in it yet
+	}
+	if resp.Snapshots, err = s.snapshotUsage(r, acct, from, kept); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -147,6 +147,12 @@ func TestSessionsSnapshotsBranches(t *testing.T) {
 	if snaps := usage["snapshots"].(map[string]any); snaps["gb_months"].(float64) <= 0 {
 		t.Errorf("snapshot storage not metered: %v", usage["snapshots"])
 	}
+	// Storage is billed up to now, whatever range is asked for: these few MB
+	// kept for seconds are far below a GB-month.
+	whole := mustCall(t, s, http.StatusOK, "GET", "/api/v1/usage?from=2000-01-01&to=9999-12-31", nil)
+	if snaps := whole["snapshots"].(map[string]any); snaps["gb_months"].(float64) > 0.001 {
+		t.Errorf("snapshot storage billed into the future: %v", snaps)
+	}
 
 	// Another account sees none of it.
 	other := s.NewKey(context.Background(), "execute", "snapshots")
@@ -256,6 +262,35 @@ func TestSessionTimeout(t *testing.T) {
 	}
 }
 
+// TestDeleteBusySession: deleting a session stops the execution running in it
+// (which ran on to its end, and its sandbox with it, in a session that no longer
+// existed).
+func TestDeleteBusySession(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	runIn(t, s, map[string]any{"session_id": "busy", "code": "x = 1"})
+	type answer struct {
+		status int
+		out    map[string]any
+		took   time.Duration
+	}
+	done := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		status, out := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"session_id": "busy", "code": "import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('finished')", "timeout_ms": 120000})
+		done <- answer{status, out, time.Since(start)}
+	}()
+	time.Sleep(2 * time.Second)
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/sessions/busy", nil)
+	select {
+	case a := <-done:
+		if a.status != http.StatusOK || a.out["status"] == "succeeded" || strings.Contains(str(a.out["stdout"]), "finished") || a.took > 30*time.Second {
+			t.Errorf("the execution in the deleted session: %d after %v: %v", a.status, a.took, a.out)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the execution in the deleted session was not stopped")
+	}
+}
+
 // TestBranchStockMakesRoom: sandboxes restored ahead of demand for branches are
 // idle and make room at the sandbox cap, as warm ones do: requests are not
 // refused for them.
@@ -322,6 +357,10 @@ func TestSnapshotErrors(t *testing.T) {
 	// A truncated image: a clear error, the snapshot marked broken, nothing crashes.
 	out := runIn(t, s, map[string]any{"session_id": "c", "code": "z = 1", "checkpoint_after": true})
 	snap := str(out["snapshot_id"])
+	// A restore into a session that exists: a conflict with its state.
+	if status, out := call(t, s, s.Key, "POST", "/api/v1/snapshots/"+snap+"/restore", map[string]any{"session_id": "c"}); status != http.StatusConflict {
+		t.Errorf("restore into a live session: %d %v", status, out)
+	}
 	dir := filepath.Join(s.DataDir, "snapshots", snap)
 	entries, _ := os.ReadDir(dir)
 	var biggest string
@@ -463,6 +502,32 @@ func TestSnapshotStorageLimits(t *testing.T) {
 		status, out := call(t, s, s.Key, "POST", "/api/v1/snapshots", map[string]any{"session_id": "q"})
 		if status != http.StatusTooManyRequests || out["code"] != "quota_exceeded" || !strings.Contains(str(out["error"]), "snapshots") {
 			t.Errorf("second snapshot over a 1 MB quota: %d %v", status, out)
+		}
+	})
+	t.Run("quota, snapshots at once", func(t *testing.T) {
+		s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_QUOTA_SNAPSHOT_MB=1", "FAAS_BRANCH_STOCK=0"}})
+		const n = 3
+		for i := range n {
+			runIn(t, s, map[string]any{"session_id": fmt.Sprint("q", i), "code": "x = 1"})
+		}
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i], _ = call(t, s, s.Key, "POST", "/api/v1/snapshots", map[string]any{"session_id": fmt.Sprint("q", i)})
+			}()
+		}
+		wg.Wait()
+		made := 0
+		for _, status := range statuses {
+			if status == http.StatusCreated {
+				made++
+			}
+		}
+		if made != 1 {
+			t.Errorf("%d snapshots made at once under a 1 MB quota (statuses %v); one fits", made, statuses)
 		}
 	})
 	t.Run("full disk", func(t *testing.T) {

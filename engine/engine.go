@@ -97,6 +97,7 @@ type Engine struct {
 
 	sessions  sessions
 	branches  *branchStock
+	snapQuota sync.Map // account → *sync.Mutex: snapshot quota checks one at a time
 	instances instances
 	verified  sync.Map // ids of snapshots whose image this process has hashed
 	snapLocks snapshotLocks
@@ -240,6 +241,11 @@ func (e *Engine) Prewarm(ctx context.Context, account, wantImage, language strin
 	k := poolKey{account: r.Account, image: r.Image, memoryMB: r.MemoryMB}
 	spec := sandbox.Spec{Image: r.Image, CPUCores: r.CPUCores, MemoryMB: r.MemoryMB}
 	for range count {
+		// At the cap, a fresh sandbox would make room by evicting an idle warm
+		// one, perhaps one this prewarm just made: stop instead.
+		if max := e.cfg.MaxSandboxes; added > 0 && max > 0 && e.driver.Live()-e.stock.len() >= max {
+			break
+		}
 		p := e.pool
 		p.mu.Lock()
 		st := p.statsFor(k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -123,7 +124,23 @@ func (e *Engine) DeleteSession(ctx context.Context, account, id string) error {
 	if err != nil {
 		return err
 	}
+	e.sessions.mu.Lock()
+	execs := slices.Clone(s.execs)
+	e.sessions.mu.Unlock()
 	e.endSession(s)
+	// An execution running in it is stopped (as on request), rather than run on
+	// to its end in a session that no longer exists.
+	e.lives.mu.Lock()
+	var running []*Live
+	for _, x := range execs {
+		if l := e.lives.m[x]; l != nil {
+			running = append(running, l)
+		}
+	}
+	e.lives.mu.Unlock()
+	for _, l := range running {
+		l.Stop()
+	}
 	return nil
 }
 
@@ -193,7 +210,7 @@ func (e *Engine) newSession(ctx context.Context, account, id, language string, s
 	if _, taken := e.sessions.m[sessionKey(account, id)]; taken {
 		e.sessions.mu.Unlock()
 		release()
-		return nil, invalid(fmt.Sprintf("session %q already exists", id))
+		return nil, errorf(ErrConflict, "session %q already exists", id)
 	}
 	s.busy = 1
 	e.sessions.m[sessionKey(account, id)] = s

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -109,6 +110,12 @@ func (e *Engine) checkpoint(ctx context.Context, s *session, keyID, executionID,
 		return store.Snapshot{}, unavailable(fmt.Sprintf("the %s sandbox runtime cannot checkpoint", e.driver.Name()))
 	}
 	if q := e.cfg.Quota.SnapshotMB; q > 0 {
+		// One snapshot at a time per account, from the check to the record:
+		// snapshots made at once all passed the check and together went past
+		// the quota.
+		mu, _ := e.snapQuota.LoadOrStore(s.account, &sync.Mutex{})
+		mu.(*sync.Mutex).Lock()
+		defer mu.(*sync.Mutex).Unlock()
 		used, err := e.store.SnapshotBytes(ctx, s.account)
 		if err != nil {
 			return store.Snapshot{}, err
