@@ -85,5 +85,19 @@
   globalThis.require = Module.createRequire(filename);
   globalThis.__filename = '[eval]';
   globalThis.__dirname = '.';
-  vm.runInThisContext(req.code, { filename: '[eval]' });
+  let script;
+  try {
+    script = new vm.Script(req.code, { filename: '[eval]' });
+  } catch (e) {
+    // node -e runs code with module syntax (import, export, top-level await) as
+    // an ES module: so does a new node, run in this one's place (its stdio,
+    // limits and group), whose exit is this one's.
+    if (e instanceof SyntaxError && /^(await is only valid|Cannot use import statement|Unexpected token 'export')/.test(e.message)) {
+      const r = require('child_process').spawnSync(process.execPath, ['-e', req.code], { stdio: 'inherit' });
+      process.exitCode = r.status ?? 128 + (require('os').constants.signals[r.signal] || 0);
+      return;
+    }
+    throw e;
+  }
+  script.runInThisContext();
 })();

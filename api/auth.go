@@ -82,7 +82,10 @@ func keyFromRequest(r *http.Request) string {
 	if k := strings.TrimSpace(r.Header.Get("X-Api-Key")); k != "" {
 		return k
 	}
-	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+	// Browsers cannot set headers on a WebSocket or an EventSource: those take
+	// the key in the URL (the events endpoint whatever its Accept header).
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
+		strings.HasPrefix(r.URL.Path, "/api/v1/executions/") && strings.HasSuffix(r.URL.Path, "/events") {
 		return strings.TrimSpace(r.URL.Query().Get("api_key"))
 	}
 	return ""

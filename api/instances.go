@@ -300,7 +300,7 @@ func (s *Server) unexpose(w http.ResponseWriter, r *http.Request) {
 // File transfer limits.
 const (
 	maxUploadBytes = 1 << 30
-	// fileRoots are where files may be uploaded and synced to.
+	// fileRoots (below) are where files may be read, uploaded and synced to.
 )
 
 var fileRoots = []string{"/workspace", "/home/user", "/tmp"}
@@ -462,9 +462,11 @@ func (s *Server) uploadArchive(sync bool) http.HandlerFunc {
 // download is GET /api/v1/instances/{id}/files?path=P: a file's content, or with
 // ?format=tar (always, for a directory) a tar archive of it.
 func (s *Server) download(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Query().Get("path")
-	if p == "" || !path.IsAbs(p) || strings.Contains(p, "..") || strings.ContainsRune(p, 0) {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_request", "path must be an absolute path without '..'"))
+	// Read where files may be written (the places of the user's work): not the
+	// image's own files, and not /proc, which is no archive's business.
+	p, err := checkFilePath(r.URL.Query().Get("path"))
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	p = path.Clean(p)

@@ -78,8 +78,11 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, id, name, rest 
 		if key == "" {
 			key = strings.TrimSpace(r.URL.Query().Get("api_key"))
 		}
+		// Without the owner's key, as if nothing were there (the same answer
+		// whether or not it is).
+		hidden := newError(http.StatusNotFound, "not_found", fmt.Sprintf("nothing is exposed as %q on instance %q to this request (a port that is not public needs its owner's API key: Authorization: Bearer, x-api-key, or ?api_key=)", name, id))
 		if key == "" {
-			s.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "this port is not public: send the owner's API key (Authorization: Bearer, x-api-key, or ?api_key=)"))
+			s.writeError(w, r, hidden)
 			return
 		}
 		k, err := s.store.KeyByHash(r.Context(), HashKey(key))
@@ -88,8 +91,7 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, id, name, rest 
 				s.writeError(w, r, err)
 				return
 			}
-			// Not the owner's: as if nothing were there.
-			s.writeError(w, r, newError(http.StatusNotFound, "not_found", fmt.Sprintf("nothing is exposed as %q on instance %q", name, id)))
+			s.writeError(w, r, hidden)
 			return
 		}
 	}

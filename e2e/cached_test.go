@@ -187,6 +187,9 @@ func TestCachedJavaScript(t *testing.T) {
 		{"uncaught exception", "javascript", inStandby + "throw new Error('boom')", "", "true 1000\n", "Error: boom", 1, nil, ""},
 		{"names of node -e", "javascript", inStandby + "const fs = 1, path = 2, req = 3; console.log(fs + path + req, __filename, typeof require('os').cpus, module.exports === exports)", "", "true 1000\n6 [eval] function true\n", "", 0, nil, ""},
 		{"typescript", "typescript", inStandby + "interface P { x: number }\nconst p: P = { x: 20 };\nconsole.log(p.x + 1 as number)", "", "true 1000\n21\n", "", 0, nil, ""},
+		// Module syntax: node -e runs it as an ES module (in a node of its own).
+		{"top-level await", "javascript", "const v = await Promise.resolve(42); console.log(v, typeof require, process.getuid()); process.exitCode = 4", "", "42 undefined 1000\n", "", 4, nil, ""},
+		{"import", "javascript", "import os from 'os'; console.log(typeof os.cpus)", "", "function\n", "", 0, nil, ""},
 	})
 }
 

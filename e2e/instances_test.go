@@ -152,7 +152,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	if status != 200 || body != "hi\n" {
 		t.Fatalf("through the exposed URL: %d %q", status, body)
 	}
-	if status, _ := httpGet(t, url+"f.txt", nil); status != http.StatusUnauthorized {
+	if status, _ := httpGet(t, url+"f.txt", nil); status != http.StatusNotFound { // as if nothing were there
 		t.Errorf("without a key: %d", status)
 	}
 	if status, body := httpGet(t, s.URL+"/f.txt", map[string]string{"Host": "web-" + id + ".localhost", "X-Api-Key": s.Key}); status != 200 || body != "hi\n" {
@@ -175,6 +175,11 @@ func TestInstanceLifecycle(t *testing.T) {
 	status, b, _ = s.Do(context.Background(), "GET", "/api/v1/instances/"+id+"/files?path=/workspace/dir&format=tar", nil)
 	if names := tarNames(t, b); status != 200 || strings.Join(names, ",") != "workspace/dir/,workspace/dir/a.txt" {
 		t.Errorf("tar download: %d %v", status, names)
+	}
+	for _, outside := range []string{"/etc/passwd", "/proc/1/environ", "/.faas/agent"} {
+		if status, b, _ := s.Do(context.Background(), "GET", "/api/v1/instances/"+id+"/files?path="+outside, nil); status != http.StatusBadRequest {
+			t.Errorf("download of %s: %d %.200s", outside, status, b)
+		}
 	}
 	for _, missing := range []string{"", "&format=tar"} {
 		if status, b, _ := s.Do(context.Background(), "GET", "/api/v1/instances/"+id+"/files?path=/workspace/nope"+missing, nil); status != http.StatusNotFound {

@@ -219,6 +219,10 @@ func TestStreamAttachReplaySSE(t *testing.T) {
 	if resp.StatusCode != 200 || strings.Count(sse.String(), "event: stdout") < 1 || stdoutOfSSE(sse.String()) != want || !strings.Contains(sse.String(), "event: exit") {
 		t.Errorf("SSE %d (%v):\n%s", resp.StatusCode, sc.Err(), sse.String())
 	}
+	// The key in the URL is taken whatever the Accept header (curl's */*).
+	if status, body, _ := s.DoWithKey(context.Background(), "", "GET", "/api/v1/executions/"+id+"/events?api_key="+s.Key, nil); status != 200 || stdoutOfSSE(string(body)) != want {
+		t.Errorf("SSE with ?api_key= and no Accept header: %d %s", status, body)
+	}
 	// Another account cannot attach.
 	other := s.NewKey(context.Background(), "execute")
 	if status, body, _ := s.DoWithKey(context.Background(), other, "GET", "/api/v1/executions/"+id+"/events", nil); status != 404 {
