@@ -347,7 +347,7 @@ describe('expose', () => {
 
     const anon = await fetch(ex.url);
     await anon.text();
-    assert.equal(anon.status, 401, 'not public: the key is needed');
+    assert.equal(anon.status, 404, 'not public: without the key, as if nothing were there');
 
     const named = await client.instances.expose(inst.id, { name: 'web', port: 8000, public: true });
     assert.equal(named.public, true);
