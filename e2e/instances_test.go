@@ -602,3 +602,33 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// TestDeleteBusyInstance: deleting an instance stops the exec running in it
+// rather than waiting for it to run to its end.
+func TestDeleteBusyInstance(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	id := str(mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"language": "python"})["id"])
+	type answer struct {
+		status int
+		out    map[string]any
+	}
+	done := make(chan answer, 1)
+	go func() {
+		status, out := call(t, s, s.Key, "POST", "/api/v1/instances/"+id+"/exec", map[string]any{"command": "sleep 60; echo finished", "timeout_ms": 120000})
+		done <- answer{status, out}
+	}()
+	time.Sleep(2 * time.Second)
+	start := time.Now()
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/instances/"+id, nil)
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the deletion waited %v for the exec", took)
+	}
+	select {
+	case a := <-done:
+		if a.out["status"] == "succeeded" || strings.Contains(str(a.out["stdout"]), "finished") {
+			t.Errorf("the exec in the deleted instance: %d %v", a.status, a.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the exec in the deleted instance never answered")
+	}
+}

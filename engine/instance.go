@@ -40,6 +40,7 @@ type instance struct {
 
 	// Guarded by e.instances.mu.
 	lastUsed time.Time
+	running  map[*Live]bool // its execs in progress
 	// Guarded by mu: usage accrued up to these.
 	meteredAt  time.Time
 	meteredCPU time.Duration
@@ -345,6 +346,17 @@ func (e *Engine) ExecInstance(ctx context.Context, account, id string, x Instanc
 	}
 	l := newLive(rec.ID, account, ModePersistent, false)
 	e.lives.add(l)
+	e.instances.mu.Lock()
+	if in.running == nil {
+		in.running = map[*Live]bool{}
+	}
+	in.running[l] = true
+	e.instances.mu.Unlock()
+	defer func() {
+		e.instances.mu.Lock()
+		delete(in.running, l)
+		e.instances.mu.Unlock()
+	}()
 	log := e.log.With("execution", rec.ID, "instance", id)
 	res, runErr := e.runIn(e.ctx, log, l, in.b, &req, argv, false)
 	if runErr != nil {
@@ -650,6 +662,19 @@ func (e *Engine) StartInstance(ctx context.Context, account, id string) (Instanc
 
 // DeleteInstance destroys an instance and everything it kept.
 func (e *Engine) DeleteInstance(ctx context.Context, account, id string) error {
+	// Its execs in progress are stopped (as on request): the deletion waits for
+	// them to let go of the instance, not for them to run to their end.
+	if in, err := e.lookupInstance(account, id); err == nil {
+		e.instances.mu.Lock()
+		running := make([]*Live, 0, len(in.running))
+		for l := range in.running {
+			running = append(running, l)
+		}
+		e.instances.mu.Unlock()
+		for _, l := range running {
+			l.Stop()
+		}
+	}
 	in, err := e.lockInstance(account, id)
 	if err != nil {
 		return err

@@ -747,6 +747,32 @@ func TestRemove(t *testing.T) {
 	}
 }
 
+func TestRemoveContents(t *testing.T) {
+	root, outside := sandbox(t)
+	writeFile(t, filepath.Join(root, "dir/f"), "x")
+	writeFile(t, filepath.Join(root, "dir/sub/g"), "x")
+	must(t, os.Symlink(outside, filepath.Join(root, "dir/link-out")))
+	writeFile(t, filepath.Join(outside, "keep"), "keep")
+	must(t, os.Symlink(outside, filepath.Join(root, "link")))
+	if err := RemoveContents(root, root+"/dir"); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := os.ReadDir(filepath.Join(root, "dir")); err != nil || len(names) != 0 {
+		t.Errorf("dir holds %v (%v), want it empty and there", names, err)
+	}
+	for _, bad := range []string{root + "/link", root, outside} {
+		if err := RemoveContents(root, bad); err == nil {
+			t.Errorf("emptying %s: no error", bad)
+		}
+	}
+	if err := RemoveContents(root, root+"/missing"); err != nil {
+		t.Errorf("emptying a missing directory: %v", err)
+	}
+	if got := readFile(t, filepath.Join(outside, "keep")); got != "keep" {
+		t.Errorf("outside/keep holds %q", got)
+	}
+}
+
 func TestRemoveRefuses(t *testing.T) {
 	root, outside := sandbox(t)
 	writeFile(t, filepath.Join(outside, "keep"), "keep")

@@ -94,12 +94,17 @@ func RemoveContents(root, dir string) error {
 	}
 	d := os.NewFile(uintptr(fd), dir)
 	defer d.Close()
+	return removeIn(d)
+}
+
+// removeIn removes everything in the directory open as d.
+func removeIn(d *os.File) error {
 	names, err := d.Readdirnames(-1)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if err := removeAt(fd, n, filepath.Join(dir, n)); err != nil {
+		if err := removeAt(int(d.Fd()), n, filepath.Join(d.Name(), n)); err != nil {
 			return err
 		}
 	}
@@ -124,14 +129,8 @@ func removeAt(parent int, name, path string) error {
 	}
 	d := os.NewFile(uintptr(fd), path)
 	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
+	if err := removeIn(d); err != nil {
 		return err
-	}
-	for _, n := range names {
-		if err := removeAt(fd, n, filepath.Join(path, n)); err != nil {
-			return err
-		}
 	}
 	if err := unix.Unlinkat(parent, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("%s: %w", path, err)
