@@ -502,6 +502,13 @@ func TestPoolPerMemory(t *testing.T) {
 			t.Errorf("%s: 200 MB into /tmp at 128 MB: %+v", mode, res)
 		}
 	}
+	// An instance's own disk size is not the stock's either (the stock's
+	// sandboxes have 512 MB and the default 128 MB).
+	inst := str(mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"resources": map[string]any{"memory_mb": 512, "disk_mb": 200}})["id"])
+	if out := instExec(t, s, inst, map[string]any{"command": "df -m /tmp | tail -1 | tr -s ' ' | cut -d ' ' -f 2"}); str(out["stdout"]) != "200\n" {
+		t.Errorf("/tmp of an instance with a 200 MB disk: %v", out["stdout"])
+	}
+	mustCall(t, s, http.StatusOK, "DELETE", "/api/v1/instances/"+inst, nil)
 	var memories []int
 	for _, p := range pools(t, s, s.Key).Pools {
 		memories = append(memories, p.MemoryMB)

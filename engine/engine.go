@@ -676,14 +676,14 @@ func (e *Engine) runIn(ctx context.Context, log *slog.Logger, live *Live, sb *bo
 	cancel()
 	elapsed := time.Since(start)
 	// The host's view of the sandbox (peak memory, OOM kills) matters when the
-	// sandbox is the execution's own, died under it, or had a process killed
-	// (the host's OOM killer kills a process of a warm sandbox at its limit, and
-	// may leave the sandbox running: one that had before would have been retired,
-	// so any OOM kill it counts is this execution's); otherwise a warm one's is
-	// skipped.
+	// sandbox is the execution's own, died under it, or is a cached one whose
+	// process was killed (the host's OOM killer kills a process of a warm
+	// sandbox at its limit and may leave the sandbox running; a cached sandbox
+	// that had one killed before was retired, so any OOM kill it counts is this
+	// execution's); otherwise a warm one's is skipped.
 	var stats sandbox.Stats
 	reused := req.Mode == ModeCached || req.kernel != ""
-	if !reused || waitErr != nil || st.Signal == "SIGKILL" {
+	if !reused || waitErr != nil || req.Mode == ModeCached && st.Signal == "SIGKILL" {
 		var statsErr error
 		if stats, statsErr = sb.Stats(context.WithoutCancel(ctx)); statsErr != nil {
 			log.Warn("reading sandbox stats", "err", statsErr)

@@ -159,6 +159,8 @@ func (p *pool) take(ctx context.Context, k poolKey, spec sandbox.Spec, language 
 	return b, false, nil
 }
 
+// forgetUnused drops the figures of k's pool if it never had a sandbox (its
+// first boot failed: an image that cannot be run, say), so it is not listed.
 func (p *pool) forgetUnused(k poolKey) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -137,7 +137,8 @@ func (s *stock) pop(spec sandbox.Spec, language string) *box {
 			// A sandbox's memory size is set at boot for what the code sees of it
 			// (/proc/meminfo, and the sizes of its writable layer and /tmp, which
 			// are held in it): only a request for the same takes it.
-			if len(sh.ready) == 0 || sh.ready[0].Spec().RootFS != spec.RootFS || sh.ready[0].Spec().MemoryMB != spec.MemoryMB {
+			if len(sh.ready) == 0 || sh.ready[0].Spec().RootFS != spec.RootFS || sh.ready[0].Spec().MemoryMB != spec.MemoryMB ||
+				spec.DiskMB != 0 && sh.ready[0].Spec().DiskMB != spec.DiskMB {
 				continue
 			}
 			if from == nil || !from.warms(language) && sh.warms(language) {

@@ -41,7 +41,8 @@ type Spec struct {
 	CPUCores float64
 	// MemoryMB caps all memory of the sandbox, its writable layer included.
 	MemoryMB int
-	// DiskMB caps the private writable layer, which counts against MemoryMB;
+	// DiskMB caps the private writable layer, which counts against MemoryMB (a
+	// sandbox's Spec has the size it got, defaulted or not);
 	// 0 means the driver's default.
 	DiskMB int
 	// Network gives the sandbox a network; false means loopback only.

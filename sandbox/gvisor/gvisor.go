@@ -201,6 +201,9 @@ func (d *Driver) start(ctx context.Context, spec sandbox.Spec, imageDir string) 
 	if spec.CPUCores <= 0 {
 		spec.CPUCores = d.cfg.DefaultCPUCores
 	}
+	// Spec tells the size the writable layer gets, defaulted or not: a sandbox
+	// made ahead of a request serves only one that asks for the same.
+	spec.DiskMB = writableLayerMB(spec, d.cfg.WritableLayerMB)
 	id := newID()
 	bundle := filepath.Join(d.bundles, id)
 	sb := &Sandbox{d: d, id: id, spec: spec, bundle: bundle, cgroup: cgroupParent + "/" + id}
