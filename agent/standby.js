@@ -85,6 +85,23 @@
   globalThis.require = Module.createRequire(filename);
   globalThis.__filename = '[eval]';
   globalThis.__dirname = '.';
+  // isModuleSyntax reports whether code that failed to compile as a script
+  // (with err) is module code, as node -e decides: import, export, import.meta,
+  // or await at the top level (also inside an expression, where the message
+  // names no await: the code then compiles as an async function's body).
+  const moduleOnly = /^(await is only valid|Cannot use import statement|Unexpected token 'export'|Cannot use 'import\.meta')/;
+  function isModuleSyntax(code, err) {
+    if (moduleOnly.test(err.message)) {
+      return true;
+    }
+    try {
+      new vm.Script(`(async () => {\n${code}\n})`, { filename: '[eval]' });
+      return /\bawait\b/.test(code);
+    } catch (e) {
+      return moduleOnly.test(e.message); // import.meta as well
+    }
+  }
+
   let script;
   try {
     script = new vm.Script(req.code, { filename: '[eval]' });
@@ -92,7 +109,7 @@
     // node -e runs code with module syntax (import, export, top-level await) as
     // an ES module: so does a new node, run in this one's place (its stdio,
     // limits and group), whose exit is this one's.
-    if (e instanceof SyntaxError && /^(await is only valid|Cannot use import statement|Unexpected token 'export')/.test(e.message)) {
+    if (e instanceof SyntaxError && isModuleSyntax(req.code, e)) {
       const r = require('child_process').spawnSync(process.execPath, ['-e', req.code], { stdio: 'inherit' });
       process.exitCode = r.status ?? 128 + (require('os').constants.signals[r.signal] || 0);
       return;

@@ -190,6 +190,8 @@ func TestCachedJavaScript(t *testing.T) {
 		// Module syntax: node -e runs it as an ES module (in a node of its own).
 		{"top-level await", "javascript", "const v = await Promise.resolve(42); console.log(v, typeof require, process.getuid()); process.exitCode = 4", "", "42 undefined 1000\n", "", 4, nil, ""},
 		{"import", "javascript", "import os from 'os'; console.log(typeof os.cpus)", "", "function\n", "", 0, nil, ""},
+		{"await in an expression", "javascript", "console.log(await Promise.resolve(3), import.meta.url.startsWith('file:'))", "", "3 true\n", "", 0, nil, ""},
+		{"a syntax error stays one", "javascript", "console.log((1)", "", "", "SyntaxError", 1, nil, ""},
 	})
 }
 
