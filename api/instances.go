@@ -349,7 +349,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, uploadTooLarge())
 		return
 	}
-	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, maxUploadBytes)}
+	body := http.MaxBytesReader(w, r.Body, maxUploadBytes)
 	size := r.ContentLength
 	var src io.Reader = body
 	if size < 0 {
@@ -366,7 +366,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 			_, err = f.Seek(0, io.SeekStart)
 		}
 		if err != nil {
-			s.writeError(w, r, body.explain(err))
+			s.writeError(w, r, bodyError(err))
 			return
 		}
 		src = f
@@ -392,7 +392,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	pr.CloseWithError(errUploadEnded)
 	<-copied
 	if copyErr != nil && !errors.Is(copyErr, errUploadEnded) {
-		err = body.explain(copyErr) // the client's body, not the archive, failed
+		err = bodyError(copyErr) // the client's body, not the archive, failed
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -408,13 +408,8 @@ func uploadTooLarge() error {
 	return newError(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("files are limited to %d bytes", maxUploadBytes))
 }
 
-// uploadBody is a request body being uploaded; explain turns an error reading it
-// into the client's error.
-type uploadBody struct{ r io.Reader }
-
-func (b *uploadBody) Read(p []byte) (int, error) { return b.r.Read(p) }
-
-func (b *uploadBody) explain(err error) error {
+// bodyError turns an error reading an upload's body into the client's error.
+func bodyError(err error) error {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
