@@ -522,20 +522,7 @@ func TestInstanceIdleTTL(t *testing.T) {
 func TestInstanceUploads(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	id := str(mustCall(t, s, http.StatusCreated, "POST", "/api/v1/instances", map[string]any{"language": "python", "memory_mb": 1024, "disk_mb": 256})["id"])
-	hwm := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-				return kb << 10
-			}
-		}
-		t.Fatal("no VmHWM")
-		return 0
-	}
+	hwm := func() int64 { return int64(statusKB(t, s.PID(), "VmHWM")) << 10 }
 	put := func(instance, path string, body io.Reader, length int64) (int, string) {
 		t.Helper()
 		req, err := http.NewRequest("PUT", s.URL+"/api/v1/instances/"+instance+"/files?path="+path, body)

@@ -248,17 +248,23 @@ func stdoutOfSSE(stream string) string {
 	return out.String()
 }
 
-func rssKB(t *testing.T, pid int) int {
+func rssKB(t *testing.T, pid int) int { return statusKB(t, pid, "VmRSS") }
+
+// statusKB reads a process's memory figure (VmRSS, VmHWM) in KiB from its
+// /proc status.
+func statusKB(t *testing.T, pid int, field string) int {
+	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.Atoi(strings.Fields(v)[0])
 			return n
 		}
 	}
+	t.Fatalf("no %s in the status of process %d", field, pid)
 	return 0
 }
 
