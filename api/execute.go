@@ -229,18 +229,16 @@ func (b *ExecuteRequest) toEngine(p Principal) (engine.Request, error) {
 	}
 	// What the request makes or uses beyond an execution needs the key's scope
 	// for it, as the endpoints made for it do.
-	for _, need := range []struct {
-		scope string
-		why   bool
-		what  string
-	}{
-		{ScopeInstances, isPersistent(req), "an execution in an instance (mode persistent or instance_id)"},
-		{ScopeSnapshots, req.CheckpointAfter || req.SnapshotID != "" || req.ParentSnapshot != "" ||
-			strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModeBranched), "an execution that makes or restores a snapshot"},
-	} {
-		if need.why && !p.Can(need.scope) {
-			return req, newError(http.StatusForbidden, "forbidden", need.what+" needs the "+need.scope+" scope, which this API key lacks")
-		}
+	lacks := func(scope, what string) error {
+		return newError(http.StatusForbidden, "forbidden", what+" needs the "+scope+" scope, which this API key lacks")
+	}
+	if isPersistent(req) && !p.Can(ScopeInstances) {
+		return req, lacks(ScopeInstances, "an execution in an instance (mode persistent or instance_id)")
+	}
+	snapshots := req.CheckpointAfter || req.SnapshotID != "" || req.ParentSnapshot != "" ||
+		strings.EqualFold(strings.TrimSpace(req.Mode), engine.ModeBranched)
+	if snapshots && !p.Can(ScopeSnapshots) {
+		return req, lacks(ScopeSnapshots, "an execution that makes or restores a snapshot")
 	}
 	return req, nil
 }
