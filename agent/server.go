@@ -59,6 +59,9 @@ type Server struct {
 	// reapedPeakKB is the highest peak memory of the reported processes reaped
 	// since the last reset (taken by reset). Guarded by forkMu.
 	reapedPeakKB int64
+	// reapedCh, when not nil, is closed at the next reap (see awaitReap).
+	// Guarded by forkMu.
+	reapedCh chan struct{}
 
 	zygoteMu sync.Mutex
 	zygotes  map[string]*zygote
@@ -623,14 +626,20 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	// request keeps it (then its output is read no longer).
 	// Each is sent SIGKILL now; waiting for them to leave the process table (and
 	// removing the cgroup) comes after the exit is reported.
+	// The output usually ends with the main process (a standby closes it before
+	// it reports); what still holds it open a moment later is killed.
 	grace := 2 * time.Second
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
 	if p.req.KeepBackground {
 		grace = 200 * time.Millisecond
 	} else {
-		go s.signalTree(p) // while the output is read to its end
+		select {
+		case <-done:
+		case <-time.After(5 * time.Millisecond):
+			go s.signalTree(p) // while the output is read to its end
+		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(grace):
@@ -760,10 +769,13 @@ func (s *Server) pump(p *process, t FrameType, r *os.File) (total int64, truncat
 // its cgroup to empty.
 func (s *Server) killTree(p *process) {
 	for range 50 {
+		s.forkMu.Lock()
+		reaped := s.reapNoticeLocked()
+		s.forkMu.Unlock()
 		if s.signalTree(p) == 0 {
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		awaitReap(reaped, 2*time.Millisecond)
 	}
 }
 
@@ -782,7 +794,7 @@ func (s *Server) signalTree(p *process) int {
 	if p.cgroup == "" {
 		return 0
 	}
-	b, err := os.ReadFile(filepath.Join(p.cgroup, "cgroup.procs"))
+	b, err := readSmallFile(filepath.Join(p.cgroup, "cgroup.procs"))
 	if err != nil {
 		return 0
 	}
@@ -948,26 +960,26 @@ func (s *Server) reset() (reapedPeakKB int64, err error) {
 	s.dropUserStandbys()
 	// The processes that reported their end are ending (their executions'
 	// processes were killed): once reaped, their true peak memory is known.
-	for range 500 {
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
 		s.forkMu.Lock()
-		n := len(s.reported)
+		n, reaped := len(s.reported), s.reapNoticeLocked()
 		s.forkMu.Unlock()
 		if n == 0 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		awaitReap(reaped, time.Until(deadline))
 	}
 	s.forkMu.Lock()
 	reapedPeakKB, s.reapedPeakKB = s.reapedPeakKB, 0
 	s.forkMu.Unlock()
 	for range 50 {
 		s.forkMu.Lock()
-		exiting := maps.Clone(s.reported)
+		exiting, reaped := maps.Clone(s.reported), s.reapNoticeLocked()
 		s.forkMu.Unlock()
 		if killUserProcesses(exiting) == 0 {
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		awaitReap(reaped, 2*time.Millisecond)
 	}
 	var errs []error
 	for _, d := range userDirs {
@@ -1003,17 +1015,17 @@ func (s *Server) reset() (reapedPeakKB int64, err error) {
 // killUserProcesses SIGKILLs every process whose real uid is not root, but those in
 // skip, and returns how many it found.
 func killUserProcesses(skip map[int]bool) int {
-	entries, err := os.ReadDir("/proc")
+	names, err := readDirNames("/proc")
 	if err != nil {
 		return 0
 	}
 	n := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
 		if err != nil || pid <= 1 || skip[pid] {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		b, err := readSmallFile("/proc/" + name + "/status")
 		if err != nil {
 			continue
 		}
@@ -1068,6 +1080,10 @@ func (s *Server) reap(sigs <-chan os.Signal) {
 				continue
 			}
 			s.exited(pid, waitResult{status: ws, rusage: ru})
+		}
+		if s.reapedCh != nil {
+			close(s.reapedCh)
+			s.reapedCh = nil
 		}
 		s.forkMu.Unlock()
 	}
