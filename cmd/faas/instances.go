@@ -25,7 +25,9 @@ const instancesUsage = `usage: faas instances create [--name N] [--language L] [
 Manages persistent instances. ssh-info prints where to connect and saves a new key
 for the instance under ~/.faas/ssh/; ssh connects with the system's ssh client
 (the instance must be created with --ssh). Flags may come before or after the
-arguments, except after exec's and ssh's ID: what follows it is the command.`
+arguments, except after exec's and ssh's ID: what follows it is the command. exec
+runs one argument as a shell command line ('ls | wc -l'), several as one command
+and its arguments, each passed as written (sh -c 'echo $HOME').`
 
 // runInstances is `faas instances`.
 func runInstances(ctx context.Context, args []string) error {
@@ -112,7 +114,7 @@ func runInstances(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		res, err := c.ExecInstance(ctx, id, client.ExecuteRequest{Command: strings.Join(pos[1:], " ")})
+		res, err := c.ExecInstance(ctx, id, client.ExecuteRequest{Command: commandLine(pos[1:])})
 		if err != nil {
 			return fail(err)
 		}
@@ -210,4 +212,28 @@ func sshAccess(ctx context.Context, c *client.Client, id string, keep bool) (*cl
 		return nil, "", "", err
 	}
 	return info, keyFile, knownHosts, nil
+}
+
+// commandLine is the shell command line exec runs: one argument as it is (a
+// command line of its own), several quoted for the shell, each one word.
+func commandLine(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	words := make([]string, len(args))
+	for i, a := range args {
+		words[i] = shellQuote(a)
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s as one word for a POSIX shell, leaving plain words as
+// they are.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
