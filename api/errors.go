@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -95,6 +96,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers with err mapped to a status; server faults are logged.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away (while its sandbox booted, say): nobody reads the
+		// answer, and nothing failed on this side.
+		s.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, statusClientClosed, errorBody{Error: "the client closed the request", Code: "client_closed"})
+		return
+	}
 	ae := toAPIError(err)
 	if ae.status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ae.status, "err", err)
@@ -106,6 +114,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, ae.status, errorBody{Error: ae.msg, Code: ae.code, Paths: ae.paths})
 }
+
+// statusClientClosed is the status logged for a request its client abandoned
+// (nginx's 499; no client sees it).
+const statusClientClosed = 499
 
 // nonNil makes a nil list an empty one (a JSON array, not null).
 func nonNil(l []string) []string {
