@@ -624,10 +624,10 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	// The execution ends with its main process: whatever it left running goes too,
 	// so nothing holds the output pipes open or outlives the request, unless the
 	// request keeps it (then its output is read no longer).
-	// Each is sent SIGKILL now; waiting for them to leave the process table (and
-	// removing the cgroup) comes after the exit is reported.
-	// The output usually ends with the main process (a standby closes it before
-	// it reports); what still holds it open a moment later is killed.
+	// Each is sent SIGKILL if the output has not ended 5 ms after the main process
+	// (it usually ends with it: a standby closes its output before it reports);
+	// waiting for them to leave the process table (and removing the cgroup) comes
+	// after the exit is reported.
 	grace := 2 * time.Second
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -946,7 +946,7 @@ var userDirs = []struct {
 	mode os.FileMode
 	user bool
 }{
-	{"/tmp", 0o1777, false}, {"/var/tmp", 0o1777, false}, {"/dev/shm", 0o1777, false},
+	{"/tmp", os.ModeSticky | 0o777, false}, {"/var/tmp", os.ModeSticky | 0o777, false}, {"/dev/shm", os.ModeSticky | 0o777, false},
 	{"/workspace", 0o755, true}, {"/home/user", 0o755, true},
 }
 
@@ -983,22 +983,17 @@ func (s *Server) reset() (reapedPeakKB int64, err error) {
 	}
 	var errs []error
 	for _, d := range userDirs {
-		entries, err := os.ReadDir(d.path)
+		names, err := readDirNames(d.path)
 		if err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err)
 			continue
 		}
-		for _, e := range entries {
-			if err := os.RemoveAll(filepath.Join(d.path, e.Name())); err != nil {
+		for _, name := range names {
+			if err := os.RemoveAll(filepath.Join(d.path, name)); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if err := os.MkdirAll(d.path, d.mode); err == nil {
-			_ = os.Chmod(d.path, d.mode)
-			if d.user {
-				_ = os.Chown(d.path, 1000, 1000)
-			}
-		}
+		restoreDir(d.path, d.mode, d.user)
 	}
 	s.execMu.Lock()
 	made := s.madeDirs
@@ -1010,6 +1005,31 @@ func (s *Server) reset() (reapedPeakKB int64, err error) {
 		}
 	}
 	return reapedPeakKB, errors.Join(errs...)
+}
+
+// restoreDir makes dir a directory with mode, owned by the user if user (else
+// by root), as the user may have changed it; one stat when it is as it should
+// be.
+func restoreDir(dir string, mode os.FileMode, user bool) {
+	uid := 0
+	if user {
+		uid = 1000
+	}
+	want := uint32(mode.Perm())
+	if mode&os.ModeSticky != 0 {
+		want |= syscall.S_ISVTX
+	}
+	var st syscall.Stat_t
+	if syscall.Lstat(dir, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR &&
+		st.Mode&0o7777 == want && int(st.Uid) == uid && int(st.Gid) == uid {
+		return
+	}
+	if err := os.MkdirAll(dir, mode); err == nil {
+		_ = os.Chmod(dir, mode)
+		if user {
+			_ = os.Chown(dir, 1000, 1000)
+		}
+	}
 }
 
 // killUserProcesses SIGKILLs every process whose real uid is not root, but those in

@@ -74,8 +74,8 @@ func (s *Server) startStandbyProcess(w Warm, argv []string, env []string, extra 
 		return standby{control: -1}, err
 	}
 	sb.stdio = ours
-	defer closeFiles(stdio[:]...)
-	files := []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), theirs.Fd()}
+	defer closeFDs(stdio[:]...)
+	files := []uintptr{uintptr(stdio[0]), uintptr(stdio[1]), uintptr(stdio[2]), theirs.Fd()}
 	for _, f := range extra {
 		files = append(files, f.Fd())
 	}

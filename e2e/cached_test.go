@@ -83,16 +83,18 @@ func cached(t *testing.T, c *client.Client, code string) *client.ExecuteResult {
 func TestCachedReuseAndReset(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
-	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\n"+sysvLeave+"print(os.getpid())")
+	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\nos.chmod('/workspace', 0o700)\n"+sysvLeave+"print(os.getpid())")
 	if first.Status != "succeeded" || first.Warm {
 		t.Fatalf("first cached execution: %+v", first)
 	}
 	waitIdle(t, s, s.Key, 1)
-	second := cached(t, c, "import os, json, subprocess, ctypes\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'), "+sysvFind+")")
+	second := cached(t, c, "import os, json, subprocess, ctypes\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'), "+sysvFind+", *(oct(os.stat(d).st_mode & 0o7777)[2:] for d in ('/tmp', '/var/tmp', '/dev/shm', '/workspace')))")
 	if !second.Warm {
 		t.Fatalf("the second cached execution did not reuse the warm sandbox: %+v", second)
 	}
-	if second.Stdout != "[] False False (-1, -1)\n" {
+	// The places the user writes are back as they were: /tmp and the like
+	// sticky (no user deletes another's files there), the workspace open.
+	if second.Stdout != "[] False False (-1, -1) 1777 1777 1777 755\n" {
 		t.Errorf("state leaked into the next execution: %q (stderr %q)", second.Stdout, second.Stderr)
 	}
 	p := pools(t, s, s.Key)
