@@ -83,9 +83,12 @@ func cached(t *testing.T, c *client.Client, code string) *client.ExecuteResult {
 func TestCachedReuseAndReset(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
-	first := cached(t, c, "import os\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\nos.chmod('/workspace', 0o700)\n"+sysvLeave+"print(os.getpid())")
+	first := cached(t, c, "import os\nprint(*(oct(os.stat(d).st_mode & 0o7777)[2:] for d in ('/tmp', '/var/tmp', '/dev/shm', '/workspace')))\nopen('/tmp/left', 'w').write('x')\nopen('/workspace/left', 'w').write('x')\nos.makedirs('/home/user/.cache/left', exist_ok=True)\nimport subprocess\nsubprocess.Popen(['sleep', '3600'], start_new_session=True)\nimport json\njson.leftover = 42\nos.chmod('/workspace', 0o700)\n"+sysvLeave+"print(os.getpid())")
 	if first.Status != "succeeded" || first.Warm {
 		t.Fatalf("first cached execution: %+v", first)
+	}
+	if !strings.HasPrefix(first.Stdout, "1777 1777 1777 755\n") {
+		t.Errorf("a fresh sandbox's shared directories are not sticky: %q", first.Stdout)
 	}
 	waitIdle(t, s, s.Key, 1)
 	second := cached(t, c, "import os, json, subprocess, ctypes\nleft = [p for p in ('/tmp/left', '/workspace/left', '/home/user/.cache') if os.path.exists(p)]\nps = subprocess.run(['ps', '-eo', 'user,args'], capture_output=True, text=True).stdout\nprint(left, 'sleep 3600' in ps, hasattr(json, 'leftover'), "+sysvFind+", *(oct(os.stat(d).st_mode & 0o7777)[2:] for d in ('/tmp', '/var/tmp', '/dev/shm', '/workspace')))")

@@ -50,8 +50,8 @@ func buildHostImage(root string) error {
 	}{
 		{"", 0o755, 0}, {"usr", 0o755, 0}, {"etc", 0o755, 0}, {"etc/alternatives", 0o755, 0},
 		{"proc", 0o555, 0}, {"sys", 0o555, 0}, {"dev", 0o755, 0}, {"run", 0o755, 0},
-		{"var", 0o755, 0}, {"var/tmp", 0o1777, 0}, {"opt", 0o755, 0}, {"mnt", 0o755, 0},
-		{"root", 0o700, 0}, {"tmp", 0o1777, 0}, {"home", 0o755, 0},
+		{"var", 0o755, 0}, {"var/tmp", os.ModeSticky | 0o777, 0}, {"opt", 0o755, 0}, {"mnt", 0o755, 0},
+		{"root", 0o700, 0}, {"tmp", os.ModeSticky | 0o777, 0}, {"home", 0o755, 0},
 		{"home/user", 0o755, SandboxUID}, {"workspace", 0o755, SandboxUID}, {".faas", 0o755, 0},
 	}
 	for _, d := range dirs {
