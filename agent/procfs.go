@@ -1,9 +1,6 @@
 package agent
 
-import (
-	"syscall"
-	"time"
-)
+import "syscall"
 
 // readSmallFile reads a small kernel file (a cgroup's member list, a process's
 // status) with plain system calls. os.ReadFile makes about ten calls for one
@@ -66,25 +63,5 @@ func openRead(path string) (int, error) {
 		if err != syscall.EINTR {
 			return fd, err
 		}
-	}
-}
-
-// reapNoticeLocked returns a channel closed at the next reap of a process
-// (see reap): taken with the state it guards, before the caller acts, a wait
-// on it misses no reap. Called with forkMu held.
-func (s *Server) reapNoticeLocked() <-chan struct{} {
-	if s.reapedCh == nil {
-		s.reapedCh = make(chan struct{})
-	}
-	return s.reapedCh
-}
-
-// awaitReap waits until reaped is closed (a process was reaped) or d passes.
-func awaitReap(reaped <-chan struct{}, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-reaped:
-	case <-t.C:
 	}
 }

@@ -1062,6 +1062,26 @@ func killUserProcesses(skip map[int]bool) int {
 	return n
 }
 
+// reapNoticeLocked returns a channel closed at the next reap of a process
+// (see reap): taken with the state it guards, before the caller acts, a wait
+// on it misses no reap. Called with forkMu held.
+func (s *Server) reapNoticeLocked() <-chan struct{} {
+	if s.reapedCh == nil {
+		s.reapedCh = make(chan struct{})
+	}
+	return s.reapedCh
+}
+
+// awaitReap waits until reaped is closed (a process was reaped) or d passes.
+func awaitReap(reaped <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-reaped:
+	case <-t.C:
+	}
+}
+
 // exited delivers the end of process pid to its execution, or keeps it for a
 // registration still to come. Called with forkMu held.
 func (s *Server) exited(pid int, res waitResult) {

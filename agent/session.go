@@ -364,7 +364,7 @@ func randomToken() string {
 
 // procCPU returns a process's user and system CPU time in milliseconds.
 func procCPU(pid int) [2]int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readSmallFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return [2]int64{}
 	}
@@ -386,7 +386,7 @@ func procCPU(pid int) [2]int64 {
 // procHWM returns a process's peak resident memory in KiB, or (where the kernel
 // keeps no peak, as gVisor's) its resident memory now.
 func procHWM(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	b, err := readSmallFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
