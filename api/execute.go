@@ -388,17 +388,18 @@ func toExecuteResponse(res *engine.Result) ExecuteResponse {
 
 // ExecutionResponse is the stored record of an execution (without its output).
 type ExecutionResponse struct {
-	ExecutionID string     `json:"execution_id"`
-	Status      string     `json:"status"`
-	ExitCode    int        `json:"exit_code"`
-	Mode        string     `json:"mode"`
-	Language    string     `json:"language,omitempty"`
-	Image       string     `json:"image"`
-	Error       string     `json:"error,omitempty"`
-	DurationMS  int64      `json:"duration_ms"`
-	CreatedAt   time.Time  `json:"created_at"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
-	Usage       usage      `json:"usage"`
+	ExecutionID string `json:"execution_id"`
+	Status      string `json:"status"`
+	// ExitCode is null while the execution runs.
+	ExitCode   *int       `json:"exit_code"`
+	Mode       string     `json:"mode"`
+	Language   string     `json:"language,omitempty"`
+	Image      string     `json:"image"`
+	Error      string     `json:"error,omitempty"`
+	DurationMS int64      `json:"duration_ms"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Usage      usage      `json:"usage"`
 }
 
 func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
@@ -412,8 +413,12 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	var exitCode *int
+	if e.Status != store.StatusRunning {
+		exitCode = &e.ExitCode
+	}
 	writeJSON(w, http.StatusOK, ExecutionResponse{
-		ExecutionID: e.ID, Status: e.Status, ExitCode: e.ExitCode, Mode: e.Mode, Language: e.Language,
+		ExecutionID: e.ID, Status: e.Status, ExitCode: exitCode, Mode: e.Mode, Language: e.Language,
 		Image: e.Image, Error: e.Error, DurationMS: e.DurationMS, CreatedAt: e.CreatedAt, FinishedAt: e.FinishedAt,
 		Usage: newUsage(e.CPUMS, e.MemoryPeakMB, e.CostMicroUSD),
 	})

@@ -177,7 +177,8 @@ type Execution struct {
 	// Status is one of the Status* constants (or a non-final state such as
 	// "running" while the execution is in progress).
 	Status string `json:"status"`
-	// ExitCode is the program's exit status.
+	// ExitCode is the program's exit status (0 while it runs: the server sends
+	// null until it ends).
 	ExitCode int `json:"exit_code"`
 	// Mode, Language and Image describe how it was run.
 	Mode     string `json:"mode,omitempty"`

@@ -155,13 +155,34 @@ func TestStreamStdinAndStop(t *testing.T) {
 	t.Run("stop", func(t *testing.T) {
 		c := dial(t, s, "/api/v1/execute/stream")
 		send(t, c, map[string]any{"language": "python", "code": "import time\nprint('up', flush=True)\ntime.sleep(120)", "timeout_ms": 300000})
+		started := readFrame(c)
+		if started.Type != "started" || started.ExecutionID == "" {
+			t.Fatalf("first frame %+v, want started", started)
+		}
 		readStdoutUntil(t, c, "up\n")
+		// Its record while it runs: no exit code yet (null, not 0).
+		record := func() map[string]any {
+			status, body, _ := s.Do(context.Background(), "GET", "/api/v1/executions/"+started.ExecutionID, nil)
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); status != 200 || err != nil {
+				t.Fatalf("GET the execution: %d %s", status, body)
+			}
+			return m
+		}
+		if m := record(); m["status"] != "running" || m["exit_code"] != nil || m["finished_at"] != nil {
+			t.Errorf("record of the running execution: %v", m)
+		} else if _, ok := m["exit_code"]; !ok {
+			t.Errorf("exit_code missing (want null) while it runs: %v", m)
+		}
 		start := time.Now()
 		send(t, c, map[string]string{"type": "stop"})
 		frames := readUntilExit(t, c, 30*time.Second)
 		last := frames[len(frames)-1]
 		if last.Type != "exit" || !strings.Contains(string(last.Result), "stopped on request") || time.Since(start) > 10*time.Second {
 			t.Errorf("after stop: %+v %s (after %v)", last, last.Result, time.Since(start))
+		}
+		if m := record(); last.Code == nil || m["status"] == "running" || m["exit_code"] != float64(*last.Code) || m["finished_at"] == nil {
+			t.Errorf("record after the stop: %v (exit frame %+v)", m, last)
 		}
 	})
 }

@@ -126,12 +126,13 @@ class ExecutionResult(Model):
 class Execution(Model):
     """The stored record of an execution (``get_execution``); it holds no output.
 
-    ``created_at`` and ``finished_at`` are RFC 3339 strings.
+    ``created_at`` and ``finished_at`` are RFC 3339 strings; ``exit_code`` is
+    None while the execution runs (``status`` ``"running"``).
     """
 
     execution_id: str = ""
     status: str = ""
-    exit_code: int = 0
+    exit_code: Optional[int] = None
     mode: str = ""
     language: Optional[str] = None
     image: str = ""

@@ -75,11 +75,14 @@ def test_live_following(server: Any, client: FaaSClient) -> None:
                 if "ready" in out and not sent:
                     # "ready" arrived while the program still waits for its input.
                     assert stream.exit_code is None
+                    record = client.get_execution(execution_id)
+                    assert record.status == "running" and record.exit_code is None
                     await ws.send(json.dumps({"type": "stdin", "data": "go\n"}))
                     sent = True
             assert out == "ready\ngot go\n"
             assert stream.exit_code == 0
             assert stream.result is not None and stream.result.status == "succeeded"
+            assert client.get_execution(execution_id).exit_code == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 

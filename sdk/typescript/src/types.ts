@@ -156,7 +156,8 @@ export interface ExecuteResult {
 export interface Execution {
   executionId: string;
   status: ExecutionStatus | string;
-  exitCode: number;
+  /** `null` while the execution runs (`status` `"running"`). */
+  exitCode: number | null;
   mode: Mode;
   language?: Language;
   image: string;
