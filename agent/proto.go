@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 )
 
@@ -224,6 +225,17 @@ type Warm struct {
 	MaxProcs     int    `json:"max_procs"`
 	MaxOpenFiles int    `json:"max_open_files"`
 	MaxFileBytes int64  `json:"max_file_bytes"`
+	// Env is the environment (KEY=value) most of these processes get: a zygote's
+	// standbys take it ahead, so a request with the same one need not change it.
+	// A hint, not part of what a zygote serves (see sameProcesses).
+	Env []string `json:"env,omitempty"`
+}
+
+// sameProcesses reports whether w and o ask for processes of the same identity
+// and limits (Env aside).
+func (w Warm) sameProcesses(o Warm) bool {
+	w.Env, o.Env = nil, nil
+	return reflect.DeepEqual(w, o)
 }
 
 // Done answers Warm and Reset (by the id of the request frame).

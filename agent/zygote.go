@@ -194,7 +194,7 @@ func (s *Server) zygoteFor(w Warm) (*zygote, error) {
 	s.zygoteMu.Lock()
 	defer s.zygoteMu.Unlock()
 	if z := s.zygotes[w.Language]; z != nil && !z.isDead() {
-		if z.config != w {
+		if !z.config.sameProcesses(w) {
 			return nil, fmt.Errorf("the %s zygote serves other limits", w.Language)
 		}
 		return z, nil
@@ -211,7 +211,7 @@ func (s *Server) zygoteFor(w Warm) (*zygote, error) {
 
 // warmOf is the zygote configuration a request needs.
 func warmOf(req ExecRequest) Warm {
-	return Warm{Language: req.Zygote, UID: req.UID, GID: req.GID, MaxProcs: req.MaxProcs, MaxOpenFiles: req.MaxOpenFiles, MaxFileBytes: req.MaxFileBytes}
+	return Warm{Language: req.Zygote, UID: req.UID, GID: req.GID, MaxProcs: req.MaxProcs, MaxOpenFiles: req.MaxOpenFiles, MaxFileBytes: req.MaxFileBytes, Env: req.Env}
 }
 
 func (z *zygote) isBroken() bool {
@@ -264,6 +264,9 @@ func (s *Server) startZygote(w Warm) (*zygote, error) {
 	cfg := map[string]any{
 		"uid": w.UID, "gid": w.GID, "standby": zygoteStandbys,
 		"rlimits": rlimitsOf(ExecRequest{MaxProcs: w.MaxProcs, MaxOpenFiles: w.MaxOpenFiles, MaxFileBytes: w.MaxFileBytes}),
+	}
+	if len(w.Env) > 0 {
+		cfg["env"] = envMap(w.Env)
 	}
 	if s.cgroups {
 		cfg["cgroup_root"] = cgroupRoot
@@ -474,6 +477,17 @@ func (z *zygote) kill() {
 	}
 }
 
+// envMap turns KEY=value items into a map (a python standby's environment).
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
 type zygoteRequest struct {
 	Code string            `json:"code"`
 	Env  map[string]string `json:"env"`
@@ -493,13 +507,7 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 		z.mu.Unlock()
 		payload, err = bashRequest(req)
 	} else {
-		env := make(map[string]string, len(req.Env))
-		for _, kv := range req.Env {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				env[k] = v
-			}
-		}
-		payload, err = json.Marshal(zygoteRequest{Code: req.Code, Env: env, Dir: req.Dir})
+		payload, err = json.Marshal(zygoteRequest{Code: req.Code, Env: envMap(req.Env), Dir: req.Dir})
 	}
 	if err != nil {
 		return standby{}, err

@@ -143,7 +143,8 @@ func TestCachedBackToBack(t *testing.T) {
 // (pipes the agent made when the standby was forked): stdin when the request has
 // some and end-of-file at once when it has none, stdout and stderr apart, and the
 // longest code a request may have, each run in a standby of the warm sandbox
-// (which has ctypes preloaded; a new interpreter would not).
+// (which has ctypes preloaded; a new interpreter would not); and the identity
+// and environment a standby's code gets.
 func TestCachedStdio(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
@@ -172,6 +173,19 @@ func TestCachedStdio(t *testing.T) {
 				tt.name, res.Warm, res.Status, res.Stdout, tt.stdout, res.Stderr, tt.stderr, res.Error)
 		}
 	}
+	// A standby takes the user's groups and the usual environment before its
+	// request: the code sees exactly the request's identity and environment, in
+	// os.environ and in the programs it runs, whether the request sets
+	// variables or not.
+	const env = inStandby + "import os, subprocess\nprint(os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups())\n" +
+		"print(sorted(os.environ))\nsubprocess.run(['sh', '-c', 'echo \"${FOO-unset}\" $HOME $TZ; id -G'])"
+	const usual = "['HOME', 'LANG', 'PATH', 'PYTHONUNBUFFERED', 'TERM', 'TZ', 'USER']"
+	runStandbyCases(t, s, c, []standbyCase{
+		{"usual environment", "python", env, "", "True\n1000 1000 1000 1000 []\n" + usual + "\nunset /home/user UTC\n1000\n", "", 0, nil, ""},
+		{"request environment", "python", env, "", "True\n1000 1000 1000 1000 []\n['FOO', " + usual[1:] + "\nx y /tmp UTC\n1000\n", "", 0,
+			map[string]string{"FOO": "x y", "HOME": "/tmp"}, ""},
+		{"usual again", "python", env, "", "True\n1000 1000 1000 1000 []\n" + usual + "\nunset /home/user UTC\n1000\n", "", 0, nil, ""},
+	})
 }
 
 // TestCachedJavaScript checks cached JavaScript and TypeScript run in node

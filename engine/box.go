@@ -47,7 +47,9 @@ func (e *Engine) warmUp(ctx context.Context, b *box, languages []string) {
 		if !slices.Contains(agent.ZygoteLanguages, zygoteLanguage(lang)) || b.isWarm(lang) {
 			continue
 		}
-		if err := b.Agent().Warm(ctx, e.warmConfig(lang)); err != nil {
+		w := e.warmConfig(lang)
+		w.Env = environmentWith(&Request{}, b.image.Env) // what an execution here gets unless it sets more
+		if err := b.Agent().Warm(ctx, w); err != nil {
 			e.log.Warn("starting zygote", "sandbox", b.ID(), "language", lang, "err", err)
 			continue
 		}
