@@ -8,7 +8,8 @@
 // environment, and runs the code as `node -e` would (a CommonJS script named
 // [eval] with require, module, exports, __filename and __dirname). When node
 // exits it closes its output and reports its exit status and resource usage on
-// the control socket. Its one argument is JSON: uid and gid.
+// the control socket. Its one argument is JSON: uid, gid and env (the
+// environment most executions get, taken ahead).
 // Everything is inside a function: the code runs in the global scope, where
 // the names of this script must not be.
 (() => {
@@ -22,13 +23,37 @@
   const config = JSON.parse(process.argv[1]);
   process.argv.length = 1; // as under node -e
 
-  // What the request's path would do first, done now: the compiler, the module
-  // loader, and the modules a stdio stream on a pipe is made of (the first
-  // console.log loads them: ~7 ms here). The streams themselves are left to the
-  // code, as under node -e: making one changes how its descriptor blocks.
-  vm.runInThisContext('0', { filename: '[prepare]' });
+  // setEnv makes env the process's environment, unless it already is.
+  function setEnv(env) {
+    const keys = Object.keys(process.env);
+    if (keys.length === Object.keys(env).length && keys.every((k) => process.env[k] === env[k])) {
+      return;
+    }
+    for (const k of keys) delete process.env[k];
+    Object.assign(process.env, env);
+  }
+
+  // The environment executions here get unless their request sets other
+  // variables, and the user's groups: taken now, so most requests need not
+  // change them (under gVisor setgroups and setgid take ~1 ms each in a node,
+  // whose every thread must change too). The uid stays root until the request:
+  // the user's processes can neither signal nor trace this one.
+  setEnv(config.env || {});
+  process.setgroups([]);
+  process.setgid(config.gid);
+
+  // What the request's path would do first, done now (the first run of code in
+  // V8 compiles it): decoding the request, the compiler, the module loader, the
+  // modules a stdio stream on a pipe is made of, and console.log's formatting
+  // and writing, on a console that writes nowhere (the first console.log took
+  // ~6 ms here, ~1 ms after this). The real streams are left to the code, as
+  // under node -e: making one changes how its descriptor blocks.
+  JSON.parse(Buffer.from(JSON.stringify({ code: '0', env: config.env || {}, dir: '/' })).toString('utf8'));
+  new vm.Script('0', { filename: '[prepare]' }).runInThisContext();
+  new Module('[prepare]').paths = Module._nodeModulePaths('/');
   Module.createRequire(path.join('/', '[eval]'));
   require('net');
+  new console.Console(new (require('stream').Writable)({ write() {} })).log(1); // its write never ends: nothing is left to run
 
   fs.writeSync(CONTROL, 'ready');
   const buf = Buffer.allocUnsafeSlow(4 << 20); // only the bytes read are looked at
@@ -45,12 +70,9 @@
   const req = JSON.parse(buf.toString('utf8', 0, n));
 
   try {
-    process.setgroups([]);
-    process.setgid(config.gid);
     process.setuid(config.uid);
     process.chdir(req.dir);
-    for (const k of Object.keys(process.env)) delete process.env[k];
-    Object.assign(process.env, req.env);
+    setEnv(req.env);
   } catch (e) {
     fs.writeSync(2, `faas: setting up the process failed: ${e}\n`);
     process.exit(127);

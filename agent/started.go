@@ -104,7 +104,7 @@ func (s *Server) startStandbyProcess(w Warm, argv []string, env []string, extra 
 // startNodeStandby starts one node standby (see standby.js); it stays root
 // until it takes its request.
 func (s *Server) startNodeStandby(w Warm) (standby, error) {
-	cfg, _ := json.Marshal(map[string]int{"uid": w.UID, "gid": w.GID})
+	cfg, _ := json.Marshal(map[string]any{"uid": w.UID, "gid": w.GID, "env": envMap(w.Env)})
 	return s.startStandbyProcess(w, []string{"node", "-e", nodeStandbyJS, string(cfg)},
 		[]string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, nil, nil)
 }

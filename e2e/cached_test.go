@@ -211,8 +211,26 @@ func TestCachedJavaScript(t *testing.T) {
 		{"import", "javascript", "import os from 'os'; console.log(typeof os.cpus)", "", "function\n", "", 0, nil, ""},
 		{"await in an expression", "javascript", "console.log(await Promise.resolve(3), import.meta.url.startsWith('file:'))", "", "3 true\n", "", 0, nil, ""},
 		{"a syntax error stays one", "javascript", "console.log((1)", "", "", "SyntaxError", 1, nil, ""},
+		// A standby takes the user's groups and the usual environment before
+		// its request: the code sees the request's, in process.env and in the
+		// programs it runs.
+		{"usual environment", "javascript", jsIdentity, "", "true 1000\n1000 1000 1000 1000 [1000]\n" + jsUsualEnv + "\nunset /home/user UTC\n1000\n", "", 0, nil, ""},
+		{"request environment", "javascript", jsIdentity, "", "true 1000\n1000 1000 1000 1000 [1000]\n[\"FOO\"," + jsUsualEnv[1:] + "\nx y /tmp UTC\n1000\n", "", 0,
+			map[string]string{"FOO": "x y", "HOME": "/tmp"}, ""},
+		{"usual again", "javascript", jsIdentity, "", "true 1000\n1000 1000 1000 1000 [1000]\n" + jsUsualEnv + "\nunset /home/user UTC\n1000\n", "", 0, nil, ""},
 	})
 }
+
+// jsIdentity prints, in a node standby, the process's identity (node's
+// getgroups includes the effective gid), the names in its environment, and what
+// a program it runs gets.
+const jsIdentity = "console.log(process.execArgv[1].startsWith('// A node standby'), process.getuid());\n" +
+	"console.log(process.getuid(), process.geteuid(), process.getgid(), process.getegid(), JSON.stringify(process.getgroups()));\n" +
+	"console.log(JSON.stringify(Object.keys(process.env).sort()));\n" +
+	"process.stdout.write(require('child_process').execSync('echo \"${FOO-unset}\" $HOME $TZ; id -G'));"
+
+// jsUsualEnv is what jsIdentity prints of the usual environment.
+const jsUsualEnv = `["HOME","LANG","PATH","PYTHONUNBUFFERED","TERM","TZ","USER"]`
 
 // standbyCase is one cached execution and what it must give.
 type standbyCase struct {
