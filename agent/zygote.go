@@ -505,7 +505,7 @@ func (z *zygote) spawn(req ExecRequest) (standby, error) {
 		z.mu.Lock()
 		z.usedGen = z.gen // (the one waiting, if unused, is replaced at the reset)
 		z.mu.Unlock()
-		payload, err = bashRequest(req)
+		payload, err = bashRequest(req, bashStartEnv(z.config.Env))
 	} else {
 		payload, err = json.Marshal(zygoteRequest{Code: req.Code, Env: envMap(req.Env), Dir: req.Dir})
 	}

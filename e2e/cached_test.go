@@ -286,6 +286,9 @@ func TestCachedBash(t *testing.T) {
 			"standby 1000\nbash 0 1 /workspace echo $LINENO\ndeclare -x OLDPWD\n2\n", "", 0, nil, ""},
 		{"environment and directory", "bash", inStandby + `echo "$FOO" $PWD; env | grep -c '^FOO='`, "",
 			"standby 1000\na b'c $HOME /tmp\n1\n", "", 0, map[string]string{"FOO": "a b'c $HOME"}, "/tmp"},
+		// The standby starts with the usual locale loaded; a request may set another.
+		{"usual locale", "bash", inStandby + "echo $LANG; locale | head -1; printf '\\xc3\\xa9' | wc -m", "", "standby 1000\nC.UTF-8\nLANG=C.UTF-8\n1\n", "", 0, nil, ""},
+		{"another locale", "bash", inStandby + "echo $LANG; locale | head -1; printf '\\xc3\\xa9' | wc -m", "", "standby 1000\nC\nLANG=C\n2\n", "", 0, map[string]string{"LANG": "C"}, ""},
 		{"a start-up variable", "bash", inStandby + "echo $SHLVL", "", "new 1000\n5\n", "", 0, map[string]string{"SHLVL": "4"}, ""},
 		{"after the fallback", "bash", inStandby + "echo ok", "", "standby 1000\nok\n", "", 0, nil, ""},
 	})
