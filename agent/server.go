@@ -107,6 +107,9 @@ type process struct {
 type waitResult struct {
 	status syscall.WaitStatus
 	rusage syscall.Rusage
+	// release, when set (a standby's own report), lets the process go once
+	// its exit has been told.
+	release func()
 }
 
 // Serve runs the agent on the given channel until the host closes it. It is called by
@@ -672,7 +675,6 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	if cpu, ok := s.cpuTime(p); ok {
 		st.UserMS, st.SystemMS = max(cpu.user-p.cpuFrom.user, 0), max(cpu.system-p.cpuFrom.system, 0)
 	}
-	closeFiles(p.cpuStat)
 	p.killMu.Lock()
 	st.TimedOut, st.Killed = p.timeout, p.killed
 	p.killMu.Unlock()
@@ -681,7 +683,10 @@ func (s *Server) supervise(p *process, outR, errR *os.File) {
 	delete(s.execs, p.id)
 	s.execMu.Unlock()
 	s.sendJSON(FrameExit, p.id, st)
-	closeFiles(outR, errR) // after the exit is told: closing costs a few system calls
+	if res.release != nil {
+		res.release()
+	}
+	closeFiles(outR, errR, p.cpuStat) // after the exit is told: closing costs a few system calls
 	if p.req.KeepBackground {
 		if p.cgroup != "" {
 			_ = os.Remove(p.cgroup) // only if nothing is left in it

@@ -7,9 +7,10 @@
 // drops to the sandbox user for good, takes the working directory and
 // environment, and runs the code as `node -e` would (a CommonJS script named
 // [eval] with require, module, exports, __filename and __dirname). When node
-// exits it closes its output and reports its exit status and resource usage on
-// the control socket. Its one argument is JSON: uid, gid and env (the
-// environment most executions get, taken ahead).
+// exits it closes its output, reports its exit status and resource usage on
+// the control socket, and waits for the agent to have told the host. Its one
+// argument is JSON: uid, gid and env (the environment most executions get,
+// taken ahead).
 // Everything is inside a function: the code runs in the global scope, where
 // the names of this script must not be.
 (() => {
@@ -97,6 +98,9 @@
     const u = process.resourceUsage();
     try {
       fs.writeSync(CONTROL, JSON.stringify({ status: code & 0xff, utime_us: u.userCPUTime, stime_us: u.systemCPUTime, maxrss_kb: u.maxRSS }));
+      // Exit once the agent has told the host (it closes its end, or kills
+      // this process): the teardown is then off the answer's path.
+      fs.readSync(CONTROL, Buffer.alloc(1));
     } catch {}
   });
 

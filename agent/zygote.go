@@ -307,7 +307,9 @@ func (s *Server) readZygote(z *zygote) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, syscall.CmsgSpace(4))
 	for {
-		n, oobn, _, _, err := syscall.Recvmsg(z.sock, buf, oob, 0)
+		// Close-on-exec from the start: a process the agent starts meanwhile
+		// must not hold a standby's control socket.
+		n, oobn, _, _, err := syscall.Recvmsg(z.sock, buf, oob, syscall.MSG_CMSG_CLOEXEC)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -335,7 +337,6 @@ func (s *Server) readZygote(z *zygote) {
 			}
 			continue
 		}
-		syscall.CloseOnExec(sb.control)
 		if !z.arrive(sb, sb.giveStdio(z.config.UID, z.config.GID) == nil && standbyReady(sb.control)) {
 			break // executions start new interpreters from now on
 		}
@@ -627,7 +628,12 @@ type standbyExit struct {
 // and delivers it as the process's exit; if the process dies without one (killed,
 // or it called os._exit), the reaper delivers its exit instead.
 func (s *Server) awaitReport(p *process, control int) {
-	defer syscall.Close(control)
+	kept := false
+	defer func() {
+		if !kept {
+			syscall.Close(control)
+		}
+	}()
 	buf := make([]byte, 512)
 	var n int
 	var err error
@@ -652,12 +658,16 @@ func (s *Server) awaitReport(p *process, control int) {
 			Stime:  syscall.NsecToTimeval(rep.StimeUS * 1000),
 			Maxrss: rep.MaxRSSKB,
 		},
+		// The standby waits for this before it exits: its teardown (gVisor
+		// releasing its memory) comes after the exit is told, not on its path.
+		release: func() { syscall.Close(control) },
 	}
 	s.forkMu.Lock()
 	if s.procs[p.pid] == p {
 		delete(s.procs, p.pid)
 		s.reported[p.pid] = true // its exit, when reaped, is already told
 		p.exited <- res
+		kept = true
 	}
 	s.forkMu.Unlock()
 }

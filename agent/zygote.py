@@ -16,13 +16,15 @@
 # (out of reach of the user's processes, which the agent kills between executions)
 # until a request comes, then it becomes the unprivileged user for good, takes the
 # working directory (and the request's environment if it differs), and runs the
-# code. When the code is done it closes its output and reports its status before it exits. Standbys
-# are the agent's children, not the zygote's (clone with CLONE_PARENT; where that
-# is refused, a double fork whose middle process exits at once): the agent reaps
-# each as any process it started. The zygote is on neither the request's nor the
-# exit's path. Its one argument is JSON: uid, gid, rlimits, cgroup_root, max_procs
-# (of each standby's cgroup), standby, and env (the environment most executions
-# get, which standbys take ahead).
+# code. When the code is done it closes its output and reports its status, then
+# exits once the agent has told the host (so gVisor's teardown of the process is
+# not on the answer's path). Standbys are the agent's children, not the zygote's
+# (clone with CLONE_PARENT; where that is refused, a double fork whose middle
+# process exits at once): the agent reaps each as any process it started. The
+# zygote is on neither the request's nor the exit's path. Its one argument is
+# JSON: uid, gid, rlimits, cgroup_root, max_procs (of each standby's cgroup),
+# standby, and env (the environment most executions get, which standbys take
+# ahead).
 import array, atexit, gc, io, json, os, resource, signal, socket, sys, traceback
 
 # Modules most programs import, loaded once here so executions find them ready.
@@ -177,6 +179,9 @@ def become(control, req):
             pass
     try:
         control.send(report(status))
+        # Exit once the agent has told the host (it closes its end, or kills
+        # this process): the teardown is then off the answer's path.
+        control.recv(1)
     except BaseException:
         pass
     os._exit(status)
