@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -959,8 +958,10 @@ var userDirs = []struct {
 // of the user is killed and every place the user can write is emptied. Python
 // and node standbys run as root until they take a request, so they stay; bash
 // ones run as the user and go with the rest (dropUserStandbys). Killed processes
-// are waited for (one may be inside a system call that writes a file), but for
-// those that already reported their own exit: they run no more code.
+// are waited for (one may be inside a system call that writes a file). Standbys
+// that reported their exit are left a moment to end by themselves; one still
+// there after it is killed with the rest (its code may have kept it from
+// ending).
 func (s *Server) reset() (reapedPeakKB int64, err error) {
 	s.dropUserStandbys()
 	// The processes that reported their end are ending (their executions'
@@ -979,9 +980,9 @@ func (s *Server) reset() (reapedPeakKB int64, err error) {
 	s.forkMu.Unlock()
 	for range 50 {
 		s.forkMu.Lock()
-		exiting, reaped := maps.Clone(s.reported), s.reapNoticeLocked()
+		reaped := s.reapNoticeLocked()
 		s.forkMu.Unlock()
-		if killUserProcesses(exiting) == 0 {
+		if killUserProcesses() == 0 {
 			break
 		}
 		awaitReap(reaped, 2*time.Millisecond)
@@ -1037,9 +1038,9 @@ func restoreDir(dir string, mode os.FileMode, user bool) {
 	}
 }
 
-// killUserProcesses SIGKILLs every process whose real uid is not root, but those in
-// skip, and returns how many it found.
-func killUserProcesses(skip map[int]bool) int {
+// killUserProcesses SIGKILLs every process whose real uid is not root and
+// returns how many it found.
+func killUserProcesses() int {
 	names, err := readDirNames("/proc")
 	if err != nil {
 		return 0
@@ -1047,7 +1048,7 @@ func killUserProcesses(skip map[int]bool) int {
 	n := 0
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 1 || skip[pid] {
+		if err != nil || pid <= 1 {
 			continue
 		}
 		b, err := readSmallFile("/proc/" + name + "/status")

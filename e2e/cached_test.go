@@ -110,25 +110,32 @@ func TestCachedReuseAndReset(t *testing.T) {
 // some leaving a background process for the reset to kill while the zygote forks
 // their replacements: each must succeed in a fresh process, and a single client
 // must be served by a single warm sandbox (a request waits for the sandbox being
-// reset rather than boot another).
+// reset rather than boot another). The previous execution's process (a
+// standby that reported its exit and then ends) is gone when the next runs.
 func TestCachedBackToBack(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	c := s.Client()
 	pids := map[string]int{}
+	prev := "0"
 	const n = 30
 	for i := range n {
-		code := "import os\nprint(os.getpid())"
+		code := "import os\nprint(os.getpid(), os.path.exists('/proc/" + prev + "/status'))"
 		if i%3 == 0 {
-			code = "import os, subprocess\nsubprocess.Popen(['sleep', '3600'])\nprint(os.getpid())"
+			code = "import os, subprocess\nsubprocess.Popen(['sleep', '3600'])\nprint(os.getpid(), os.path.exists('/proc/" + prev + "/status'))"
 		}
 		res := cached(t, c, code)
 		if res.Status != "succeeded" || res.ExitCode != 0 {
 			t.Fatalf("execution %d: status %s exit %d error %q stderr %q", i, res.Status, res.ExitCode, res.Error, res.Stderr)
 		}
-		if prev, ok := pids[res.Stdout]; ok {
-			t.Fatalf("executions %d and %d ran in the same process (pid %s)", prev, i, strings.TrimSpace(res.Stdout))
+		pid, alive, _ := strings.Cut(strings.TrimSpace(res.Stdout), " ")
+		if alive != "False" {
+			t.Errorf("execution %d: the previous execution's process %s is still there: %q", i, prev, res.Stdout)
 		}
-		pids[res.Stdout] = i
+		if first, ok := pids[pid]; ok {
+			t.Fatalf("executions %d and %d ran in the same process (pid %s)", first, i, pid)
+		}
+		pids[pid] = i
+		prev = pid
 		if i > 0 && !res.Warm {
 			t.Errorf("execution %d did not reuse the warm sandbox", i)
 		}
