@@ -569,7 +569,15 @@ func cachedExecution(language, code string) func(context.Context, *bench) (bench
 		if err := b.srv.executePrintsOne(ctx, req); err != nil {
 			return benchResult{}, notAvailableOr(err, false)
 		}
-		ds, err := b.measure(ctx, b.srv.waitWarm, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
+		// At rest before each run: a warm sandbox idle and nothing else at
+		// work (no stock refill still booting after the scenario before).
+		settle := func(ctx context.Context) error {
+			if err := b.srv.waitWarm(ctx); err != nil {
+				return err
+			}
+			return b.srv.waitIdle(ctx)
+		}
+		ds, err := b.measure(ctx, settle, func(ctx context.Context) error { return b.srv.executePrintsOne(ctx, req) })
 		return benchResult{durations: ds}, err
 	}
 }

@@ -188,7 +188,7 @@ func markdownReport(m machineInfo, rows []*benchRow, o *benchOptions) string {
 	for _, line := range []string{
 		"Wall time per run, client side. Baselines: fork+exec+wait of the host program; `runsc do` with its own `--root`, `--network=none`, the host's root filesystem.",
 		"Platform rows go through the Go SDK over loopback HTTP to a server in the same process: `POST /api/v1/execute`, JSON decode, auth, SQLite record, sandbox, agent, response. Each answer is checked (status succeeded, stdout `1`).",
-		"Ephemeral rows wait, untimed, before each run until the server is at rest (stock full, the previous sandbox destroyed): the figure of a lightly loaded server. `ephemeral-cold` is a second server with no stock, so every request boots a sandbox.",
+		"Ephemeral rows wait, untimed, before each run until the server is at rest (stock full, the previous sandbox destroyed): the figure of a lightly loaded server. Cached rows wait the same way, and for a warm sandbox idle in the pool. `ephemeral-cold` is a second server with no stock, so every request boots a sandbox.",
 		"Throughput rows send executions back to back (1 client: --runs of them; 8 clients: twice --runs), without waiting for the stock: under load the stock runs out, and the latency shows it.",
 		"Rows marked not available were probed with one real request; the server answered 501, or the endpoint does not exist in this build (404).",
 		"The machine is shared and noisy: compare rows of the same run, not runs of different days.",
