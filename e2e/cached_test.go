@@ -409,16 +409,21 @@ func TestCachedRetire(t *testing.T) {
 	const bootID = "print(open('/proc/sys/kernel/random/boot_id').read().strip(), flush=True)\n"
 	cached(t, c, bootID) // a warm sandbox in the pool
 	waitIdle(t, s, s.Key, 1)
-	for _, tc := range []struct{ name, code string }{
-		{"timeout", bootID + "while True: pass"},
-		{"signal", bootID + "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"},
-		{"out of memory", bootID + "a = []\nwhile True: a.append(bytearray(10 << 20))"},
+	// Filling the memory limit takes a while under gVisor on a busy machine:
+	// the out-of-memory case has time to reach it.
+	for _, tc := range []struct {
+		name, code string
+		timeoutMS  int
+	}{
+		{"timeout", bootID + "while True: pass", 1000},
+		{"signal", bootID + "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", 1000},
+		{"out of memory", bootID + "a = []\nwhile True: a.append(bytearray(10 << 20))", 30000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			retired := pools(t, s, s.Key).Pools[0].Retired
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: tc.code, TimeoutMS: 1000})
+			res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: "python", Code: tc.code, TimeoutMS: tc.timeoutMS})
 			if err != nil {
 				t.Fatal(err)
 			}
