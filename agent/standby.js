@@ -56,6 +56,18 @@
   require('net');
   new console.Console(new (require('stream').Writable)({ write() {} })).log(1); // its write never ends: nothing is left to run
 
+  // What the control socket is, to know it at the end (see the exit handler).
+  const fstat = fs.fstatSync;
+  const fileID = (fd) => {
+    try {
+      const st = fstat(fd, { bigint: true });
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return '';
+    }
+  };
+  const controlID = fileID(CONTROL);
+
   fs.writeSync(CONTROL, 'ready');
   const buf = Buffer.allocUnsafeSlow(4 << 20); // only the bytes read are looked at
   let n;
@@ -95,6 +107,11 @@
         fs.closeSync(fd);
       } catch {}
     }
+    // The report goes on the control socket only if it is still there: code
+    // that closed it may have opened a file or socket of its own on its
+    // number, which must not get the report, nor keep this process waiting
+    // (the agent then has the exit from the process's end).
+    if (fileID(CONTROL) !== controlID) return;
     const u = process.resourceUsage();
     try {
       fs.writeSync(CONTROL, JSON.stringify({ status: code & 0xff, utime_us: u.userCPUTime, stime_us: u.systemCPUTime, maxrss_kb: u.maxRSS }));

@@ -70,6 +70,18 @@ CONFIG = json.loads(sys.argv[1])  # uid, gid, rlimits, cgroup_root, cpuacct_root
 # the agent's send fails).
 MAX_REQUEST = 1 << 22
 
+# Taken now: the code may replace os.fstat (mocking libraries do).
+_fstat = os.fstat
+
+
+def file_id(fd):
+    """What fd is open on (device and inode), or None if it is not open."""
+    try:
+        st = _fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
 
 def take_stdio(control):
     """Makes the pipes the agent sends (its first message) this process's stdin,
@@ -135,6 +147,8 @@ def prepare(control):
     os.setgroups([])
     os.setgid(CONFIG["gid"])
     rehearse()
+    global CONTROL_ID
+    CONTROL_ID = file_id(keep)
     return cgroup
 
 
@@ -177,13 +191,18 @@ def become(control, req):
             os.close(fd)
         except OSError:
             pass
-    try:
-        control.send(report(status))
-        # Exit once the agent has told the host (it closes its end, or kills
-        # this process): the teardown is then off the answer's path.
-        control.recv(1)
-    except BaseException:
-        pass
+    # The report goes on the control socket only if it is still there: code
+    # that closed it may have opened a file or socket of its own on its number,
+    # which must not get the report, nor keep this process waiting (the agent
+    # then has the exit from the process's end).
+    if file_id(control.fileno()) == CONTROL_ID:
+        try:
+            control.send(report(status))
+            # Exit once the agent has told the host (it closes its end, or
+            # kills this process): the teardown is then off the answer's path.
+            control.recv(1)
+        except BaseException:
+            pass
     os._exit(status)
 
 

@@ -346,6 +346,60 @@ print(n)`
 	}
 }
 
+// TestCachedControlReplaced: code that puts a socket or file of its own on the
+// number of its standby's control socket neither gets the standby's end report
+// nor keeps the standby waiting; the execution ends as the code did.
+func TestCachedControlReplaced(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	run := func(language, code string) *client.ExecuteResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := c.Execute(ctx, client.ExecuteRequest{Mode: "cached", Language: language, Code: code, TimeoutMS: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// A socket whose other end is the code's own: a wait for the agent on it
+	// would last until the timeout.
+	python := `import os, socket, stat, sys
+def is_socket(fd):
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+control = [fd for fd in range(3, 1024) if is_socket(fd)]
+mine, theirs = socket.socketpair()
+for fd in control:
+    os.dup2(mine.fileno(), fd)
+print('ctypes' in sys.modules, len(control))
+sys.exit(3)`
+	for range 2 {
+		res := run("python", python)
+		if res.Stdout != "True 1\n" || res.ExitCode != 3 || res.TimedOut {
+			t.Errorf("python, control socket replaced: exit %d timed out %v stdout %q stderr %q (want True 1, in a standby, exit 3)", res.ExitCode, res.TimedOut, res.Stdout, res.Stderr)
+		}
+		waitIdle(t, s, s.Key, 1)
+	}
+	// A file on descriptor 3 (a node standby's control socket): what the code
+	// finds in it at its exit is its own, not a report.
+	node := `const fs = require('fs');
+const out = fs.openSync('/proc/self/fd/1', 'w');
+fs.closeSync(3);
+const mine = fs.openSync('/tmp/mine', 'w+');
+process.on('exit', () => fs.writeSync(out, JSON.stringify([mine, fs.readFileSync('/tmp/mine', 'utf8')]) + '\n'));
+process.exitCode = 4;`
+	for range 2 {
+		res := run("javascript", node)
+		if res.Stdout != "[3,\"\"]\n" || res.ExitCode != 4 || res.TimedOut {
+			t.Errorf("javascript, control socket replaced: exit %d timed out %v stdout %q stderr %q (want [3,\"\"], exit 4)", res.ExitCode, res.TimedOut, res.Stdout, res.Stderr)
+		}
+		waitIdle(t, s, s.Key, 1)
+	}
+}
+
 // TestCachedStandbysOutOfReach checks user code cannot reach the zygote's
 // standby processes (they stay root until they take a request): after an
 // execution SIGKILLs every process it can, the next one still runs in a standby
