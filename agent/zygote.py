@@ -73,6 +73,10 @@ MAX_REQUEST = 1 << 22
 # Taken now: the code may replace os.fstat (mocking libraries do).
 _fstat = os.fstat
 
+# What a standby's control socket is open on (file_id), noted as it is prepared:
+# at the end, the report goes only to the same.
+CONTROL_ID = None
+
 
 def file_id(fd):
     """What fd is open on (device and inode), or None if it is not open."""
