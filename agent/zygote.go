@@ -626,14 +626,9 @@ type standbyExit struct {
 
 // awaitReport reads the end report of a zygote process from its control socket
 // and delivers it as the process's exit; if the process dies without one (killed,
-// or it called os._exit), the reaper delivers its exit instead.
+// or it called os._exit), the reaper delivers its exit instead. A delivered
+// report's socket is closed by its release, once the exit is told.
 func (s *Server) awaitReport(p *process, control int) {
-	kept := false
-	defer func() {
-		if !kept {
-			syscall.Close(control)
-		}
-	}()
 	buf := make([]byte, 512)
 	var n int
 	var err error
@@ -643,12 +638,10 @@ func (s *Server) awaitReport(p *process, control int) {
 			break
 		}
 	}
-	if err != nil || n <= 0 {
-		return
-	}
 	var rep standbyExit
-	if json.Unmarshal(buf[:n], &rep) != nil || rep.Status < 0 || rep.Status > 255 ||
+	if err != nil || n <= 0 || json.Unmarshal(buf[:n], &rep) != nil || rep.Status < 0 || rep.Status > 255 ||
 		rep.UtimeUS < 0 || rep.StimeUS < 0 || rep.MaxRSSKB < 0 {
+		syscall.Close(control)
 		return
 	}
 	res := waitResult{
@@ -663,13 +656,16 @@ func (s *Server) awaitReport(p *process, control int) {
 		release: func() { syscall.Close(control) },
 	}
 	s.forkMu.Lock()
-	if s.procs[p.pid] == p {
+	told := s.procs[p.pid] == p
+	if told {
 		delete(s.procs, p.pid)
 		s.reported[p.pid] = true // its exit, when reaped, is already told
 		p.exited <- res
-		kept = true
 	}
 	s.forkMu.Unlock()
+	if !told {
+		syscall.Close(control) // the reaper told its exit first
+	}
 }
 
 // rlimitsOf lists the limits a process of req gets (the same for both ways of

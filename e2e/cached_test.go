@@ -119,10 +119,11 @@ func TestCachedBackToBack(t *testing.T) {
 	prev := "0"
 	const n = 30
 	for i := range n {
-		code := "import os\nprint(os.getpid(), os.path.exists('/proc/" + prev + "/status'))"
+		code := "import os\n"
 		if i%3 == 0 {
-			code = "import os, subprocess\nsubprocess.Popen(['sleep', '3600'])\nprint(os.getpid(), os.path.exists('/proc/" + prev + "/status'))"
+			code += "import subprocess\nsubprocess.Popen(['sleep', '3600'])\n"
 		}
+		code += "print(os.getpid(), os.path.exists('/proc/" + prev + "/status'))"
 		res := cached(t, c, code)
 		if res.Status != "succeeded" || res.ExitCode != 0 {
 			t.Fatalf("execution %d: status %s exit %d error %q stderr %q", i, res.Status, res.ExitCode, res.Error, res.Stderr)
