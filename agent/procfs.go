@@ -1,6 +1,9 @@
 package agent
 
-import "syscall"
+import (
+	"strings"
+	"syscall"
+)
 
 // readSmallFile reads a small kernel file (a cgroup's member list, a process's
 // status) with plain system calls. os.ReadFile makes about ten calls for one
@@ -64,4 +67,50 @@ func openRead(path string) (int, error) {
 			return fd, err
 		}
 	}
+}
+
+// realUID returns the real uid of process pid as its /proc status file gives
+// it. The "Uid:" line comes early in the file, so one read usually has it: the
+// read to the file's end that readSmallFile makes is skipped.
+func realUID(pid string) (string, bool) {
+	fd, err := openRead("/proc/" + pid + "/status")
+	if err != nil {
+		return "", false
+	}
+	var buf [4096]byte
+	n, err := syscall.Read(fd, buf[:])
+	for err == syscall.EINTR {
+		n, err = syscall.Read(fd, buf[:])
+	}
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return "", false
+	}
+	if uid, ok := uidIn(string(buf[:n])); ok {
+		return uid, true
+	}
+	b, err := readSmallFile("/proc/" + pid + "/status") // a longer file than expected
+	if err != nil {
+		return "", false
+	}
+	return uidIn(string(b))
+}
+
+// uidIn finds the real uid in the text of a /proc status file; false if no
+// whole "Uid:" line is in it.
+func uidIn(status string) (string, bool) {
+	for line := range strings.Lines(status) {
+		rest, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		if !strings.HasSuffix(rest, "\n") {
+			return "", false
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			return f[0], true
+		}
+		return "", false
+	}
+	return "", false
 }

@@ -52,3 +52,62 @@ func TestReadDirNames(t *testing.T) {
 		t.Errorf("got %d names, want %d (no . or ..)", len(got), len(want))
 	}
 }
+
+func TestRealUID(t *testing.T) {
+	uid, ok := realUID(strconv.Itoa(os.Getpid()))
+	if !ok || uid != strconv.Itoa(os.Getuid()) {
+		t.Errorf("realUID(self) = %q, %v; want %d", uid, ok, os.Getuid())
+	}
+	if _, ok := realUID("999999999"); ok {
+		t.Error("realUID of no process: ok")
+	}
+	for _, c := range []struct {
+		status, uid string
+		ok          bool
+	}{
+		{"Name:\tx\nUid:\t1000\t1000\t1000\t1000\nGid:\t0\n", "1000", true},
+		{"Uid:\t0\t0\t0\t0\n", "0", true},
+		{"Name:\tx\nUid:\t10", "", false}, // cut inside the line: read on
+		{"Name:\tx\n", "", false},
+	} {
+		if uid, ok := uidIn(c.status); uid != c.uid || ok != c.ok {
+			t.Errorf("uidIn(%q) = %q, %v; want %q, %v", c.status, uid, ok, c.uid, c.ok)
+		}
+	}
+}
+
+// TestDirStamp checks what the reset relies on to skip a directory it left
+// empty: any entry made or removed, and any change of its mode or times
+// (even to the times it had), gives it another stamp.
+func TestDirStamp(t *testing.T) {
+	dir := t.TempDir()
+	changes := []func() error{
+		func() error { return os.WriteFile(filepath.Join(dir, "f"), nil, 0o644) },
+		func() error { return os.Remove(filepath.Join(dir, "f")) },
+		func() error { return os.Mkdir(filepath.Join(dir, "d"), 0o755) },
+		func() error { return os.Rename(filepath.Join(dir, "d"), filepath.Join(dir, "e")) },
+		func() error { return os.Chmod(dir, 0o700) },
+		func() error {
+			st, err := os.Stat(dir)
+			if err != nil {
+				return err
+			}
+			return os.Chtimes(dir, st.ModTime(), st.ModTime()) // the same times again
+		},
+	}
+	for i, change := range changes {
+		before := stampOf(dir)
+		if !before.valid || stampOf(dir) != before {
+			t.Fatalf("change %d: stamp not stable: %+v", i, before)
+		}
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		if stampOf(dir) == before {
+			t.Errorf("change %d: same stamp after it", i)
+		}
+	}
+	if stampOf(filepath.Join(dir, "missing")).valid {
+		t.Error("stamp of a missing directory is valid")
+	}
+}

@@ -68,7 +68,7 @@ type standby struct {
 	stdio [3]*os.File
 	// cpuStat is its cpuacct group's usage file (nil without one), and cpuFrom
 	// what it read as the standby arrived: its getting ready, not billed.
-	cpuStat *os.File
+	cpuStat *cpuStatFile
 	cpuFrom cpuMS
 	// request, for a bash standby, is the pipe its request is written to.
 	request *os.File
@@ -79,7 +79,8 @@ type standby struct {
 func (sb *standby) close() {
 	syscall.Close(sb.control)
 	closeFiles(sb.stdio[:]...)
-	closeFiles(sb.cpuStat, sb.request)
+	sb.cpuStat.close()
+	closeFiles(sb.request)
 }
 
 // openCPUStat opens the standby's cpuacct group's usage file, if it has one,

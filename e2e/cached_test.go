@@ -106,6 +106,35 @@ func TestCachedReuseAndReset(t *testing.T) {
 	}
 }
 
+// TestCachedResetHiddenWrites checks the reset finds what an execution leaves in
+// the places the user writes even when the code puts each directory's times back
+// as they were (the reset skips a directory it left empty only if its change
+// time, which no process can set back, is unchanged).
+func TestCachedResetHiddenWrites(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	c := s.Client()
+	const dirs = "('/tmp', '/var/tmp', '/dev/shm', '/workspace', '/home/user')"
+	look := "import os\nprint([p for d in " + dirs + " for p in os.listdir(d)])"
+	if r := cached(t, c, look); r.Status != "succeeded" {
+		t.Fatalf("first execution: %+v", r)
+	}
+	for round := range 2 { // the second round runs after a reset that found nothing to do
+		waitIdle(t, s, s.Key, 1)
+		hide := cached(t, c, "import os\nfor d in "+dirs+":\n    st = os.stat(d)\n    open(d + '/hidden', 'w').write('x')\n    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns)) if os.access(d, os.W_OK) and os.stat(d).st_uid == os.getuid() else None\nprint('left')")
+		if hide.Status != "succeeded" || hide.Stdout != "left\n" || !hide.Warm {
+			t.Fatalf("round %d: execution leaving files: %+v", round, hide)
+		}
+		waitIdle(t, s, s.Key, 1)
+		if r := cached(t, c, look); !r.Warm || r.Stdout != "[]\n" {
+			t.Errorf("round %d: files reached the next execution: %q %q (warm %v)", round, r.Stdout, r.Stderr, r.Warm)
+		}
+		waitIdle(t, s, s.Key, 1)
+		if r := cached(t, c, look); r.Stdout != "[]\n" {
+			t.Errorf("round %d: after a quiet execution: %q %q", round, r.Stdout, r.Stderr)
+		}
+	}
+}
+
 // TestCachedBackToBack sends cached executions one after another without pause,
 // some leaving a background process for the reset to kill while the zygote forks
 // their replacements: each must succeed in a fresh process, and a single client
