@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -285,6 +287,8 @@ func benchScenarios() []benchScenario {
 			target: "–", seed: "–", run: cachedExecution(client.LanguageBash, shellPrint)},
 		{id: "cached-throughput-8", name: "throughput cached python print(1), 8 concurrent clients", server: stockedServer,
 			target: "≥ 200 exec/s", seed: "–", run: cachedThroughput},
+		{id: "fork-floor", name: "fresh process floor: python fork + _exit + wait inside a warm sandbox, per fork", server: stockedServer,
+			target: "– (reference for cached-throughput-8)", seed: "–", run: forkFloor},
 		{id: "warm-memory", name: "prewarm one python sandbox (time); idle memory per warm sandbox (note)", server: stockedServer,
 			target: "–", seed: "KSM: 60% less (claim)", run: warmMemory},
 		{id: "checkpoint", name: "checkpoint of a running python session (POST /snapshots)", server: stockedServer,
@@ -590,6 +594,65 @@ func cachedThroughput(ctx context.Context, b *bench) (benchResult, error) {
 		return benchResult{}, notAvailableOr(err, true)
 	}
 	return throughputOf(ctx, b, 8, req)
+}
+
+// forkFloorCode forks (from a zygote's fresh process, as each cached execution
+// is one) a child that exits at once, waits for it, and prints each round's
+// wall time in microseconds.
+const forkFloorCode = `import os, time
+for _ in range(%d):
+    t = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(int((time.perf_counter() - t) * 1e6))
+`
+
+// forkFloor measures what a new process costs in gVisor, the least any
+// execution in a fresh process costs: one cached execution forks --runs
+// children in a row. The note gives the CPU the execution used per fork (as
+// the server bills it) and the executions per second the machine's cores
+// could run at that cost if nothing else were done per execution.
+func forkFloor(ctx context.Context, b *bench) (benchResult, error) {
+	n := b.opts.runs
+	var res *client.ExecuteResult
+	for i, forks := range []int{b.opts.warmup, n} { // a warm-up (which leaves a warm sandbox), then the measure
+		if i > 0 {
+			if err := b.srv.waitWarm(ctx); err != nil {
+				return benchResult{}, err
+			}
+		}
+		if err := b.srv.waitIdle(ctx); err != nil {
+			return benchResult{}, err
+		}
+		var err error
+		res, err = b.srv.client.Execute(ctx, client.ExecuteRequest{Language: client.LanguagePython, Mode: client.ModeCached,
+			Code: fmt.Sprintf(forkFloorCode, max(forks, 1)), TimeoutMS: 120_000})
+		if err != nil {
+			return benchResult{}, notAvailableOr(err, false)
+		}
+	}
+	if res.Status != client.StatusSucceeded {
+		return benchResult{}, fmt.Errorf("fork loop: status %s, stderr %q, error %q", res.Status, res.Stderr, res.Error)
+	}
+	var ds []time.Duration
+	for _, f := range strings.Fields(res.Stdout) {
+		us, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return benchResult{}, fmt.Errorf("fork loop printed %q", f)
+		}
+		ds = append(ds, time.Duration(us)*time.Microsecond)
+	}
+	if len(ds) != n {
+		return benchResult{}, fmt.Errorf("fork loop printed %d times, want %d", len(ds), n)
+	}
+	perFork := float64(res.Usage.CPUMS) / float64(n)
+	note := fmt.Sprintf("%.1f ms of CPU per fork (the execution's cpu_ms / %d)", perFork, n)
+	if perFork > 0 {
+		note += fmt.Sprintf("; %d cores at that cost: at most %.0f exec/s", runtime.NumCPU(), float64(runtime.NumCPU())*1000/perFork)
+	}
+	return benchResult{durations: ds, note: note}, nil
 }
 
 // warmMemory prewarms sandboxes one at a time into a fresh account's pool, timing
