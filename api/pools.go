@@ -69,6 +69,11 @@ type stockTarget struct {
 	Target    int      `json:"target"`
 	Ready     int      `json:"ready"`
 	Booted    int64    `json:"booted"`
+	// Demanded are languages beyond Languages whose interpreters new stocked
+	// sandboxes start because requests asked for them lately; Warm counts the
+	// ready sandboxes running each interpreter ("python", "node", "bash").
+	Demanded []string       `json:"demanded"`
+	Warm     map[string]int `json:"warm"`
 	// Error is why the image cannot be stocked now (not pulled, say).
 	Error string `json:"error,omitempty"`
 }
@@ -125,7 +130,7 @@ func (s *Server) pools(w http.ResponseWriter, r *http.Request) {
 	resp.Stock = stock{Target: ss.Target, Ready: ss.Ready, Booted: ss.Booted, Languages: nonNil(ss.Languages), Targets: []stockTarget{}}
 	for _, sh := range ss.Shelves {
 		resp.Stock.Targets = append(resp.Stock.Targets, stockTarget{Image: sh.Image, Languages: nonNil(sh.Languages),
-			Target: sh.Size, Ready: sh.Ready, Booted: sh.Booted, Error: sh.Error})
+			Target: sh.Size, Ready: sh.Ready, Booted: sh.Booted, Demanded: nonNil(sh.Demanded), Warm: sh.Warm, Error: sh.Error})
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

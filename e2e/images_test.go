@@ -244,3 +244,60 @@ func TestLanguageImages(t *testing.T) {
 		t.Errorf("prewarm of a mapped language, its pool: %v", pw)
 	}
 }
+
+// TestStockDemandedLanguage: the default stock starts the Python and bash
+// interpreters ahead, not node; once a JavaScript request takes a stocked
+// sandbox, the stock's next sandboxes run node's standby too, and the next
+// JavaScript request takes one.
+func TestStockDemandedLanguage(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{Env: []string{"FAAS_STOCK=1", "FAAS_STOCK_LANGUAGES=python,bash"}})
+	ctx := context.Background()
+	type target struct {
+		Image     string
+		Languages []string
+		Demanded  []string
+		Warm      map[string]int
+		Ready     int
+		Booted    int
+	}
+	host := func() target {
+		t.Helper()
+		var p struct{ Stock struct{ Targets []target } }
+		status, b, _ := s.Do(ctx, "GET", "/api/v1/pools", nil)
+		if status != http.StatusOK || json.Unmarshal(b, &p) != nil || len(p.Stock.Targets) == 0 {
+			t.Fatalf("pools: %d %s", status, b)
+		}
+		return p.Stock.Targets[0]
+	}
+	// waitFor waits until the stock holds its one sandbox, booted-th so far,
+	// running node or not.
+	waitFor := func(booted int, node bool) target {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; {
+			tg := host()
+			if tg.Ready == 1 && tg.Booted == booted && (tg.Warm["node"] == 1) == node && tg.Warm["python"] == 1 {
+				return tg
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stock %+v, want its sandbox %d booted, running node: %v", tg, booted, node)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	js := func() {
+		t.Helper()
+		status, res := call(t, s, s.Key, "POST", "/api/v1/execute", map[string]any{"language": "javascript", "code": "console.log(6 * 7)"})
+		if status != http.StatusOK || res["status"] != "succeeded" || res["stdout"] != "42\n" {
+			t.Fatalf("javascript execution: %d %v", status, res)
+		}
+	}
+	if tg := waitFor(1, false); tg.Image != "host" || !slices.Equal(tg.Languages, []string{"python", "bash"}) || len(tg.Demanded) != 0 || tg.Warm["bash"] != 1 {
+		t.Errorf("stock before any JavaScript request: %+v", tg)
+	}
+	js() // takes the stocked sandbox, node started for it
+	if tg := waitFor(2, true); !slices.Equal(tg.Demanded, []string{"javascript"}) {
+		t.Errorf("stock after a JavaScript request: %+v", tg)
+	}
+	js() // takes the stocked sandbox running node's standby
+	waitFor(3, true)
+}

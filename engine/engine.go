@@ -41,6 +41,10 @@ type Config struct {
 	// StockTargets are further stocks, per image: StockSize and StockLanguages
 	// make the host image's.
 	StockTargets []StockTarget
+	// StockDemandWindow is how long after a request takes a stocked sandbox for
+	// a language whose zygote its stock does not start ahead, the sandboxes
+	// that stock boots start that zygote too; 0: never.
+	StockDemandWindow time.Duration
 	// MaxSandboxes caps the sandboxes alive at once; a request beyond it is answered
 	// ErrBusy (after evicting an idle warm sandbox, if there is one). 0: no cap.
 	MaxSandboxes int
@@ -207,6 +211,12 @@ type ShelfStats struct {
 	StockTarget
 	Ready  int
 	Booted int64
+	// Demanded are the languages, beyond the target's, whose zygotes the
+	// shelf's new sandboxes start because requests asked for them lately
+	// (see stockDemandWindow); Warm counts the ready sandboxes running each
+	// zygote ("python", "node", "bash").
+	Demanded []string
+	Warm     map[string]int
 	// Error is why the image cannot be stocked now ("" when it can).
 	Error string
 }
@@ -220,7 +230,17 @@ func (e *Engine) Stock() StockStats {
 		st.Target += sh.Size
 		st.Ready += len(sh.ready)
 		st.Booted += sh.booted
-		st.Shelves = append(st.Shelves, ShelfStats{StockTarget: sh.StockTarget, Ready: len(sh.ready), Booted: sh.booted, Error: sh.failing})
+		langs := sh.languagesLocked(time.Now(), e.cfg.StockDemandWindow)
+		warm := make(map[string]int)
+		for _, b := range sh.ready {
+			b.mu.Lock()
+			for _, z := range b.warm {
+				warm[z]++
+			}
+			b.mu.Unlock()
+		}
+		st.Shelves = append(st.Shelves, ShelfStats{StockTarget: sh.StockTarget, Ready: len(sh.ready), Booted: sh.booted,
+			Demanded: langs[len(sh.Languages):], Warm: warm, Error: sh.failing})
 	}
 	return st
 }

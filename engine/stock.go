@@ -79,6 +79,11 @@ type shelf struct {
 	StockTarget
 	ready  []*box
 	booted int64
+	// demand holds when a request last took one of the shelf's sandboxes for a
+	// language whose zygote the shelf's target does not start ahead (JavaScript, say,
+	// on the default python,bash stock): for Config.StockDemandWindow after, the
+	// sandboxes it boots start that zygote too. Guarded by stock.mu.
+	demand map[string]time.Time
 	// retryAt holds off refilling after a failure to resolve the image (not
 	// pulled yet, or being removed); failing is that error, logged once.
 	retryAt time.Time
@@ -88,6 +93,22 @@ type shelf struct {
 // stockRetry is how long a shelf whose image cannot be resolved waits before
 // trying again.
 const stockRetry = 30 * time.Second
+
+// languagesLocked returns the languages whose zygotes the shelf's next sandbox
+// starts: the target's, and those asked for within window (see shelf.demand).
+// Called with stock.mu held.
+func (sh *shelf) languagesLocked(now time.Time, window time.Duration) []string {
+	var demanded []string
+	for lang, at := range sh.demand {
+		if now.Sub(at) > window {
+			delete(sh.demand, lang)
+		} else if !sh.warms(lang) {
+			demanded = append(demanded, lang)
+		}
+	}
+	slices.Sort(demanded)
+	return append(slices.Clip(sh.Languages), demanded...)
+}
 
 func newStock(e *Engine, targets []StockTarget) *stock {
 	s := &stock{e: e, kick: make(chan struct{}, 1), done: make(chan struct{})}
@@ -146,9 +167,16 @@ func (s *stock) pop(spec sandbox.Spec, language string) *box {
 			}
 		}
 		var b *box
-		if from != nil { // the oldest: the most settled
-			b = from.ready[0]
-			from.ready = from.ready[1:]
+		if from != nil { // the oldest (the most settled) running language's zygote, else the oldest
+			i := max(slices.IndexFunc(from.ready, func(b *box) bool { return b.isWarm(language) }), 0)
+			b = from.ready[i]
+			from.ready = slices.Delete(from.ready, i, i+1)
+			if zygoteLanguage(language) != "" && !from.warms(language) && s.e.cfg.StockDemandWindow > 0 {
+				if from.demand == nil {
+					from.demand = make(map[string]time.Time)
+				}
+				from.demand[language] = time.Now()
+			}
 		}
 		s.mu.Unlock()
 		if b == nil {
@@ -498,6 +526,7 @@ func (s *stock) fill(sh *shelf) bool {
 		return true
 	}
 	sh.failing = ""
+	languages := sh.languagesLocked(time.Now(), e.cfg.StockDemandWindow)
 	var stale []*box // of an earlier image under the same name
 	sh.ready = slices.DeleteFunc(sh.ready, func(b *box) bool {
 		if b.Spec().RootFS != spec.RootFS {
@@ -533,7 +562,7 @@ func (s *stock) fill(sh *shelf) bool {
 		return true
 	}
 	b := &box{Sandbox: sb, image: cfg, release: release}
-	e.warmUp(e.ctx, b, sh.Languages)
+	e.warmUp(e.ctx, b, languages)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

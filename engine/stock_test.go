@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,81 @@ func TestStockPrefersLanguage(t *testing.T) {
 	st := e.Stock()
 	if st.Target != 3 || st.Ready != 3 || st.Booted != 7 || len(st.Shelves) != 2 || st.Shelves[0].Booted != 3 || st.Shelves[1].Booted != 4 {
 		t.Errorf("stock: %+v", st)
+	}
+}
+
+// TestStockDemand: a request of a language the stock does not warm makes the
+// sandboxes it boots next start that language's zygote too, preferred for the
+// next such request, until the demand window passes; with no window, never.
+func TestStockDemand(t *testing.T) {
+	const window = 300 * time.Millisecond
+	e := New(Config{StockSize: 2, StockLanguages: []string{"python"}, StockDemandWindow: window}, &fakeDriver{}, nil)
+	defer e.Close(context.Background())
+	take := func(lang string) *box {
+		t.Helper()
+		b, err := e.fresh(context.Background(), sandbox.Spec{Image: HostImage}, lang)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.destroyLater(b)
+		return b
+	}
+	// waitWarm waits until n ready sandboxes run the node zygote.
+	waitWarm := func(n int) ShelfStats {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			sh := e.Stock().Shelves[0]
+			if sh.Ready == 2 && sh.Warm["node"] == n {
+				return sh
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stock %+v, want 2 ready, %d of them running node", sh, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if sh := waitWarm(0); sh.Warm["python"] != 2 || len(sh.Demanded) != 0 {
+		t.Fatalf("stock before any demand: %+v", sh)
+	}
+	if b := take("javascript"); b.isWarm("javascript") {
+		t.Fatal("the stock ran node before any request asked for it")
+	}
+	sh := waitWarm(1) // the one refill
+	if !slices.Equal(sh.Demanded, []string{"javascript"}) || sh.Warm["python"] != 2 {
+		t.Errorf("stock after a javascript request: %+v", sh)
+	}
+	if b := take("typescript"); !b.isWarm("typescript") || !b.isWarm("python") {
+		t.Errorf("a typescript request got a sandbox warm for %v, want the one running node (and python)", b.warm)
+	}
+	waitWarm(1)
+	// Each request of the language renews the demand, served warm or not.
+	time.Sleep(window * 2 / 3)
+	if b := take("javascript"); !b.isWarm("javascript") {
+		t.Errorf("a javascript request got a sandbox warm for %v", b.warm)
+	}
+	time.Sleep(window * 2 / 3)
+	if sh := waitWarm(1); !slices.Equal(sh.Demanded, []string{"javascript"}) {
+		t.Errorf("stock while javascript requests keep coming: %+v", sh)
+	}
+	time.Sleep(window + 50*time.Millisecond)
+	take("python")
+	if sh := waitWarm(1); len(sh.Demanded) != 0 { // the refill after the window does not run node
+		t.Errorf("stock after the window: %+v", sh)
+	}
+
+	off := New(Config{StockSize: 1, StockLanguages: []string{"python"}}, &fakeDriver{}, nil)
+	defer off.Close(context.Background())
+	for range 2 {
+		b, err := off.fresh(context.Background(), sandbox.Spec{Image: HostImage}, "javascript")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.isWarm("javascript") {
+			t.Error("with no demand window a stocked sandbox ran node")
+		}
+		off.destroyLater(b)
+		for deadline := time.Now().Add(5 * time.Second); off.stock.len() != 1 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }

@@ -39,6 +39,7 @@ type serveConfig struct {
 	stockTargets []engine.StockTarget
 	maxSandbox   int
 	poolIdle     time.Duration
+	stockDemand  time.Duration
 	maxWarmMB    int
 	logLevel     string
 	debugRunsc   bool
@@ -131,6 +132,7 @@ func parseServe(args []string) (*serveConfig, error) {
 	fs.IntVar(&c.stock, "stock", envInt("FAAS_STOCK", 2), "pre-booted sandboxes kept ready for ephemeral executions (env FAAS_STOCK)")
 	fs.StringVar(&c.stockImages, "stock-images", os.Getenv("FAAS_STOCK_IMAGES"), "pre-booted sandboxes of other images, with interpreters started ahead: LANGUAGE[+LANGUAGE]@IMAGE=SIZE, comma-separated, e.g. python@python:3.12-slim=2,javascript@node:20=1 (env FAAS_STOCK_IMAGES)")
 	fs.StringVar(&c.stockLangs, "stock-languages", envOr("FAAS_STOCK_LANGUAGES", "python,bash"), "languages whose interpreter stocked sandboxes start ahead, comma-separated; \"none\" for none (env FAAS_STOCK_LANGUAGES)")
+	fs.DurationVar(&c.stockDemand, "stock-demand-window", envDuration("FAAS_STOCK_DEMAND_WINDOW", 10*time.Minute), "for this long after a request of a language whose interpreter stocked sandboxes do not start ahead, new ones start it too; 0 turns it off (env FAAS_STOCK_DEMAND_WINDOW)")
 	fs.DurationVar(&c.poolIdle, "pool-idle-timeout", envDuration("FAAS_POOL_IDLE_TIMEOUT", 5*time.Minute), "destroy warm sandboxes idle this long (env FAAS_POOL_IDLE_TIMEOUT)")
 	fs.IntVar(&c.maxWarmMB, "max-warm-memory-mb", envInt("FAAS_MAX_WARM_MEMORY_MB", 4096), "memory idle warm sandboxes may hold together (env FAAS_MAX_WARM_MEMORY_MB)")
 	fs.IntVar(&c.maxSandbox, "max-sandboxes", envInt("FAAS_MAX_SANDBOXES", 64), "most sandboxes alive at once; more requests get 503 (env FAAS_MAX_SANDBOXES)")
@@ -266,6 +268,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		StockSize:             c.stock,
 		StockLanguages:        langs,
 		StockTargets:          c.stockTargets,
+		StockDemandWindow:     c.stockDemand,
 		MaxSandboxes:          c.maxSandbox,
 		PoolIdleTimeout:       c.poolIdle,
 		MaxWarmMemoryMB:       c.maxWarmMB,

@@ -227,6 +227,11 @@ class StockTarget(Model):
     target: int = 0
     ready: int = 0
     booted: int = 0
+    #: languages beyond ``languages`` whose interpreters new stocked sandboxes
+    #: start because requests asked for them lately
+    demanded: List[str] = field(default_factory=list)
+    #: ready sandboxes running each interpreter (``python``, ``node``, ``bash``)
+    warm: Dict[str, int] = field(default_factory=dict)
     error: str = ""
 
 

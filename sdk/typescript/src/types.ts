@@ -230,6 +230,10 @@ export interface StockTarget {
   target: number;
   ready: number;
   booted: number;
+  /** Languages beyond `languages` whose interpreters new stocked sandboxes start because requests asked for them lately. */
+  demanded?: string[];
+  /** Ready sandboxes running each interpreter (`python`, `node`, `bash`). */
+  warm?: Record<string, number>;
   /** Why the image cannot be stocked now (not pulled, say). */
   error?: string;
 }
