@@ -190,6 +190,7 @@ func markdownReport(m machineInfo, rows []*benchRow, o *benchOptions) string {
 		"Platform rows go through the Go SDK over loopback HTTP to a server in the same process: `POST /api/v1/execute`, JSON decode, auth, SQLite record, sandbox, agent, response. Each answer is checked (status succeeded, stdout `1`).",
 		"Ephemeral rows wait, untimed, before each run until the server is at rest (stock full, the previous sandbox destroyed): the figure of a lightly loaded server. Cached rows wait the same way, and for a warm sandbox idle in the pool. `ephemeral-cold` is a second server with no stock, so every request boots a sandbox.",
 		"Throughput rows send executions back to back (1 client: --runs of them; 8 clients: twice --runs), without waiting for the stock: under load the stock runs out, and the latency shows it.",
+		"`ephemeral-js` runs on the default stock (`python,bash`): its warm-up requests make the stock start node ahead from then on (`--stock-demand-window`), as a server's first JavaScript request does.",
 		"`fork-floor` is one cached execution whose code forks --runs children that exit at once, each timed inside the sandbox: the least a new process costs there, and so any execution in a fresh process; its CPU is the execution's billed `cpu_ms`.",
 		"Rows marked not available were probed with one real request; the server answered 501, or the endpoint does not exist in this build (404).",
 		"The machine is shared and noisy: compare rows of the same run, not runs of different days.",
