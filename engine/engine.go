@@ -213,7 +213,7 @@ type ShelfStats struct {
 	Booted int64
 	// Demanded are the languages, beyond the target's, whose zygotes the
 	// shelf's new sandboxes start because requests asked for them lately
-	// (see stockDemandWindow); Warm counts the ready sandboxes running each
+	// (see Config.StockDemandWindow); Warm counts the ready sandboxes running each
 	// zygote ("python", "node", "bash").
 	Demanded []string
 	Warm     map[string]int
