@@ -388,7 +388,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		}
 		pw.CloseWithError(copyErr)
 	}()
-	n, err := s.engine.UploadArchive(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), "/", pr, false)
+	n, err := s.engine.UploadStream(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), pr)
 	pr.CloseWithError(errUploadEnded)
 	<-copied
 	if copyErr != nil && !errors.Is(copyErr, errUploadEnded) {
@@ -447,6 +447,10 @@ func (s *Server) uploadArchive(sync bool) http.HandlerFunc {
 		body := http.MaxBytesReader(w, r.Body, maxUploadBytes)
 		n, err := s.engine.UploadArchive(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), dest, body, del)
 		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				err = uploadTooLarge()
+			}
 			s.writeError(w, r, err)
 			return
 		}

@@ -580,6 +580,24 @@ func TestInstanceUploads(t *testing.T) {
 	if out := instExec(t, s, id, map[string]any{"command": "ls /tmp; cat /tmp/new.txt"}); str(out["stdout"]) != "new.txt\nnew" {
 		t.Errorf("/tmp after the sync: %q", out["stdout"])
 	}
+	// An archive refused part-way (a good entry, then one that climbs out, or
+	// a cut-off one) changes nothing, even in a sync that empties its dest.
+	var bad bytes.Buffer
+	tw := tar.NewWriter(&bad)
+	for _, name := range []string{"first.txt", "../escape.txt"} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+	}
+	tw.Close()
+	good := makeTar(t, "cut.txt", strings.Repeat("y", 4096))
+	for _, body := range [][]byte{bad.Bytes(), good[:1024]} {
+		if status, b, _ := s.Do(context.Background(), "POST", "/api/v1/instances/"+id+"/sync?dest=/tmp&delete=true", body); status != http.StatusBadRequest || !strings.Contains(string(b), "archive rejected") {
+			t.Errorf("sync of a bad archive: %d %s", status, b)
+		}
+	}
+	if out := instExec(t, s, id, map[string]any{"command": "ls /tmp; cat /tmp/new.txt"}); str(out["stdout"]) != "new.txt\nnew" {
+		t.Errorf("/tmp after refused syncs: %q", out["stdout"])
+	}
 }
 
 // zeros reads as an endless run of zero bytes.
