@@ -401,6 +401,21 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"path": p, "size": size, "entries": n})
 }
 
+// readRecorder reads through r and keeps the first error other than io.EOF:
+// whether a request failed on reading its body rather than on what it held.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *readRecorder) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
+}
+
 // errUploadEnded stops the copy of an upload whose unpacking has ended.
 var errUploadEnded = errors.New("upload ended")
 
@@ -444,12 +459,12 @@ func (s *Server) uploadArchive(sync bool) http.HandlerFunc {
 			return
 		}
 		del := sync && r.URL.Query().Get("delete") == "true"
-		body := http.MaxBytesReader(w, r.Body, maxUploadBytes)
+		body := &readRecorder{r: http.MaxBytesReader(w, r.Body, maxUploadBytes)}
 		n, err := s.engine.UploadArchive(r.Context(), principalFrom(r.Context()).Account, r.PathValue("id"), dest, body, del)
 		if err != nil {
 			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				err = uploadTooLarge()
+			if errors.As(body.err, &tooLarge) {
+				err = uploadTooLarge() // the body, not the archive
 			}
 			s.writeError(w, r, err)
 			return

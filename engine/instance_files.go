@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path"
 	"strings"
@@ -59,10 +58,6 @@ func (e *Engine) UploadArchive(ctx context.Context, account, id, dest string, r 
 	}()
 	bw := bufio.NewWriterSize(spool, 1<<20)
 	if err := rebase(r, bw, dest); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return 0, err // the body, not the archive: the caller answers it
-		}
 		return 0, invalid("archive rejected: " + err.Error())
 	}
 	if err := bw.Flush(); err != nil {
@@ -81,7 +76,7 @@ func (e *Engine) UploadArchive(ctx context.Context, account, id, dest string, r 
 			return 0, fmt.Errorf("emptying %s: %w", dest, err)
 		}
 	}
-	return e.unpack(ctx, b, bufio.NewReaderSize(spool, 1<<20))
+	return e.unpack(ctx, b, spool)
 }
 
 // UploadStream unpacks a tar stream the server made itself (one file, written
@@ -141,10 +136,6 @@ func rebase(r io.Reader, w io.Writer, dest string) error {
 			return tw.Close()
 		}
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				return err
-			}
 			return fmt.Errorf("not a tar archive: %w", err)
 		}
 		name := strings.TrimPrefix(hdr.Name, "./")
